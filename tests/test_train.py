@@ -1,0 +1,134 @@
+"""The shared training loop: learning, early stopping, best-state restore, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from handbook.metrics import evaluate_model
+from handbook.models import SASRec
+from handbook.train import fit, load_checkpoint, lr_lambda, save_checkpoint
+
+# Three fixed sequences over 12 items; each next item is determined by the history.
+TOY_SEQUENCES = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 1, 3], [5, 4, 3, 2, 1, 12, 11]]
+MAX_LEN = 8
+
+
+def _toy_eval_arrays() -> tuple[np.ndarray, np.ndarray]:
+    histories = np.array([[0] * (MAX_LEN - len(s) + 1) + s[:-1] for s in TOY_SEQUENCES])
+    targets = np.array([s[-1] for s in TOY_SEQUENCES])
+    return histories, targets
+
+
+def _toy_sasrec(seed: int = 0) -> SASRec:
+    torch.manual_seed(seed)
+    return SASRec(n_items=12, max_len=MAX_LEN, hidden=32, n_layers=1, n_heads=2, dropout=0.0)
+
+
+def test_sasrec_memorises_toy_sequences(tmp_path) -> None:
+    model = _toy_sasrec()
+    histories, targets = _toy_eval_arrays()
+    result = fit(
+        model,
+        lambda epoch: SASRec.make_batches(TOY_SEQUENCES, MAX_LEN, batch_size=2, seed=epoch),
+        lambda m: evaluate_model(m, histories, targets, ks=(1, 10)),
+        epochs=40,
+        lr=1e-2,
+        warmup_steps=4,
+        schedule="cosine",
+        patience=None,
+        eval_every=5,
+        device="cpu",
+        seed=0,
+        checkpoint_dir=tmp_path,
+        show_progress=False,
+    )
+    losses = result.train_losses
+    assert losses[-1] < 0.2 * losses[0]
+    assert result.best_metrics["recall@1"] == 1.0
+    assert evaluate_model(model, histories, targets, ks=(1,))["recall@1"] == 1.0
+    assert (tmp_path / "best.pt").exists()
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert len(saved) == result.epochs_run == 40
+    assert "val_ndcg@10" in saved[4] and "val_ndcg@10" not in saved[0]
+
+
+class _Scripted(nn.Module):
+    """A one-parameter model whose validation score follows a script, to test the bookkeeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return ((self.w - batch[0]) ** 2).mean()
+
+
+def test_early_stopping_and_best_state_restored() -> None:
+    model = _Scripted()
+    script = iter([0.1, 0.5, 0.4, 0.5, 0.3, 0.9, 0.9])
+    seen: list[float] = []
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        seen.append(m.w.item())
+        return {"ndcg@10": next(script)}
+
+    batches = [(torch.full((4,), float(i)),) for i in range(1, 4)]
+    result = fit(
+        model, batches, evaluate, epochs=20, lr=0.1, patience=3, device="cpu", show_progress=False
+    )
+    # Best at epoch 2; epochs 3, 4, 5 do not improve strictly (0.5 ties), so it stops after 5.
+    assert result.stopped_early and result.epochs_run == 5 and len(seen) == 5
+    assert result.best_epoch == 2 and result.best_metrics == {"ndcg@10": 0.5}
+    assert model.w.item() == seen[1] != seen[4]
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+
+
+def test_eval_every_and_missing_metric() -> None:
+    model = _Scripted()
+    calls: list[int] = []
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        calls.append(1)
+        return {"ndcg@10": float(len(calls))}
+
+    result = fit(
+        model,
+        [(torch.ones(2),)],
+        evaluate,
+        epochs=7,
+        eval_every=3,
+        device="cpu",
+        show_progress=False,
+    )
+    assert len(calls) == 3 and result.best_epoch == 7  # epochs 3, 6 and the last
+    with pytest.raises(KeyError, match="ndcg@10"):
+        fit(model, [(torch.ones(2),)], lambda m: {"recall@10": 1.0}, epochs=1, show_progress=False)
+
+
+def test_lr_schedules() -> None:
+    kwargs = {"total_steps": 10, "warmup_steps": 2}
+    assert lr_lambda(0, schedule="constant", **kwargs) == 0.5
+    assert lr_lambda(5, schedule="constant", **kwargs) == 1.0
+    assert lr_lambda(2, schedule="cosine", **kwargs) == pytest.approx(1.0)
+    assert lr_lambda(10, schedule="cosine", **kwargs) == pytest.approx(0.0)
+    assert lr_lambda(6, schedule="linear", **kwargs) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_lambda(5, schedule="step", **kwargs)
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    model = _toy_sasrec(seed=1).eval()
+    histories = torch.as_tensor(_toy_eval_arrays()[0])
+    path = save_checkpoint(model, tmp_path / "ckpt" / "model.pt", note="toy")
+    other = _toy_sasrec(seed=2).eval()
+    assert not torch.equal(other.scores(histories), model.scores(histories))
+    info = load_checkpoint(other, path)
+    assert torch.equal(other.scores(histories), model.scores(histories))
+    assert info["config"]["n_items"] == 12 and info["extra"] == {"note": "toy"}
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(other, tmp_path / "missing.pt")

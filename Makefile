@@ -38,7 +38,7 @@ notebooks: setup
 
 ## Pair each notebook with its py:percent twin (the newer file wins).
 sync: setup
-	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

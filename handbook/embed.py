@@ -319,3 +319,53 @@ def nearest_neighbours(
     # Stable sort so equal scores come back in row order, the same on every run.
     order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     return order[0] if scalar else order
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Embed a dataset's items from the command line and report the time taken."""
+    import argparse
+    import platform
+    import time
+
+    from handbook.data import items_in_order, load_dataset, prepare
+    from handbook.paths import cache_dir
+
+    parser = argparse.ArgumentParser(
+        description="python -m handbook.embed DATASET: embed its items into .cache/embeddings"
+    )
+    parser.add_argument("dataset", help='"ml-100k", "amazon2014:<Category>" or a dataset folder')
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="encode even if a cached copy exists"
+    )
+    parser.add_argument(
+        "--out", help="also save the vectors (row i = item id i + 1) to this .npy file"
+    )
+    args = parser.parse_args(argv)
+
+    ds = load_dataset(args.dataset)
+    data = prepare(ds)
+    texts = item_texts(items_in_order(ds.items, data.item_ids))
+    start = time.perf_counter()
+    vectors = embed_texts(
+        texts,
+        model=args.model,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache_dir=None if args.no_cache else cache_dir("embeddings"),
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"{ds.name}: embedded {len(texts)} items with {args.model} in {seconds:.1f} s "
+        f"({len(texts) / seconds:.0f} items/s; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"device {args.device})"
+    )
+    if args.out:
+        _save_npy_atomic(Path(args.out), vectors)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

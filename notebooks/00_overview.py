@@ -153,4 +153,6 @@ print("results folder:", out.relative_to(repo_root()) if out.is_relative_to(repo
 # 3. Why does a generative recommender's output layer not grow with the catalogue? *Hint:* count the tokens a 3-digit SID with 256 codes per digit needs.
 
 # %%
-write_metrics(out, {"device": dev.type, "torch": torch.__version__, "matmul_gflops": round(gflops, 2), "matrix_size": matrix_size})
+metrics = {"device": dev.type, "torch": torch.__version__, "matmul_gflops": round(gflops, 2), "matrix_size": matrix_size}
+write_metrics(out, metrics)
+print("wrote", sorted(metrics))

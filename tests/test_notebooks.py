@@ -17,6 +17,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # Small parameters per notebook, and a check of what its metrics.json must hold.
 SMALL = {
     "00_overview": {"matrix_size": 64},
+    "01_data": {"k": 10, "max_len": 10, "sliding_window": False},
+    "02_item_embeddings": {"n_neighbours": 3},
 }
 
 
@@ -26,7 +28,24 @@ def check_00_overview(metrics: dict) -> None:
     assert metrics["matmul_gflops"] > 0
 
 
-CHECKS = {"00_overview": check_00_overview}
+def check_01_data(metrics: dict) -> None:
+    assert metrics["raw"]["interactions"] == 100_000 and metrics["raw"]["users"] == 943
+    core = metrics["core"]
+    assert core["items"] == metrics["n_items"] < 1349  # a 10-core keeps fewer items than the 5-core
+    assert core["users"] == metrics["n_users"] == metrics["train_samples"]  # one sample per user
+
+
+def check_02_item_embeddings(metrics: dict) -> None:
+    assert (metrics["n_items"], metrics["dim"]) == (1349, 384)
+    # Text embeddings must put same-genre movies together far above chance.
+    assert metrics["neighbour_label_agreement"] > metrics["random_label_agreement"] + 0.3
+
+
+CHECKS = {
+    "00_overview": check_00_overview,
+    "01_data": check_01_data,
+    "02_item_embeddings": check_02_item_embeddings,
+}
 
 
 def test_every_notebook_has_a_papermill_test() -> None:

@@ -1,0 +1,306 @@
+"""RPG (Hou et al., KDD 2025): long unordered semantic IDs, all digits predicted in parallel.
+
+"Generating Long Semantic IDs in Parallel for Recommendation" (arXiv 2506.05781).
+Every item has an OPQ/PQ semantic ID of m digits (16-64 in the paper) with W = 256
+codes each, kept without collision handling. The model is a small causal
+transformer over the *item* sequence, not over tokens, so a history of L items
+costs L positions however long the SIDs are:
+
+* input: an item's embedding is the mean of its m token embeddings, taken from one
+  token table over all digits (digit j's code c is token `offset_j + c` of the SID
+  token space, see `handbook.sid`);
+* m output heads, one per digit, turn the last hidden state into m query vectors;
+* multi-token prediction (MTP) loss: for digit j the logits over its W codes are the
+  cosine of head j's vector with each of digit j's token embeddings, divided by a
+  temperature; the loss is the cross-entropy averaged over the m digits. The same
+  token table therefore serves as input and output embeddings;
+* scoring: an item's score is the mean of its digits' log-probabilities, so the
+  whole catalogue is scored exactly from one (B, m, W) tensor (`scores`), or only
+  the items a graph walk visits (`handbook.decoding.graph`).
+
+Where the paper is silent this follows the authors' code (facebookresearch/RPG_KDD2025,
+`genrec/models/RPG/model.py` and `genrec/models/RPG/config.yaml`): a GPT-2 block
+layout (pre-LN, learned positions counted from the first item, GELU feed-forward,
+final LayerNorm, no embedding scaling, LayerNorm eps 1e-12); dropout on the input
+embeddings and on the attention weights, none on the residual branches; each digit
+head is a residual block `x + SiLU(W x + b)` whose weight starts at zero, so every
+head starts as the identity; padding (item id 0) maps to the padding token on all
+digits. Sequences here are left-padded as everywhere in the handbook.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from handbook.models.sasrec import CausalSelfAttention, SASRec
+from handbook.sid import PAD_TOKEN, SemanticIDs
+
+
+def mtp_loss(
+    states: torch.Tensor, token_tables: torch.Tensor, targets: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Multi-token prediction loss: mean over digits of the cross-entropy of cosine logits / temperature.
+
+    states: (M, m, D) one query vector per digit; token_tables: (m, W, D) each digit's
+    token embeddings; targets: (M, m) codes in [0, W).
+    """
+    logits = digit_logits(states, token_tables, temperature)  # (M, m, W)
+    # Every digit has the same M targets, so the mean over all (M * m) terms is the
+    # mean over digits of each digit's mean cross-entropy.
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+def digit_logits(
+    states: torch.Tensor, token_tables: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Cosine similarity of each digit's query with that digit's tokens, / temperature: (..., m, W)."""
+    queries = F.normalize(states, dim=-1)  # (..., m, D)
+    tokens = F.normalize(token_tables, dim=-1)  # (m, W, D)
+    return torch.einsum("...md,mwd->...mw", queries, tokens) / temperature
+
+
+def mean_digit_log_prob(digit_log_probs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Score of SIDs = mean over digits of the code's log-probability: (B, C).
+
+    digit_log_probs: (B, m, W); codes: (C, m) shared by every row, or (B, C, m) per row.
+    """
+    batch, m, width = digit_log_probs.shape
+    flat = digit_log_probs.reshape(batch, m * width)  # (B, m * W)
+    index = codes.long() + torch.arange(m, device=codes.device) * width  # token of digit j
+    if index.ndim == 2:
+        picked = flat[:, index]  # (B, C, m)
+    else:
+        picked = flat.gather(1, index.reshape(batch, -1)).reshape(index.shape)  # (B, C, m)
+    return picked.mean(dim=-1)
+
+
+class DigitHeads(nn.Module):
+    """One residual projection per digit, `x + SiLU(W_j x + b_j)`, batched over the m digits.
+
+    As in the authors' code (`ResBlock`) W_j starts at zero, so every head starts as the
+    identity plus a small bias, and the digits only drift apart as training needs.
+    """
+
+    def __init__(self, n_digits: int, hidden: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_digits, hidden, hidden))
+        # nn.Linear's default bias init, which the authors' heads keep
+        bound = 1.0 / math.sqrt(hidden)
+        self.bias = nn.Parameter(torch.empty(n_digits, hidden).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., D) -> (..., m, D)."""
+        projected = torch.einsum("...d,med->...me", x, self.weight) + self.bias
+        return x.unsqueeze(-2) + F.silu(projected)
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)) with a GELU feed-forward of width `ffn`."""
+
+    def __init__(
+        self, hidden: int, n_heads: int, ffn: int, attn_dropout: float, resid_dropout: float
+    ) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(hidden, eps=1e-12)
+        # SASRec's attention applies `attn_dropout` to the attention weights, as GPT-2's attn_pdrop
+        self.attn = CausalSelfAttention(hidden, n_heads, attn_dropout)
+        self.ln2 = nn.LayerNorm(hidden, eps=1e-12)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, ffn), nn.GELU(approximate="tanh"), nn.Linear(ffn, hidden)
+        )
+        self.drop = nn.Dropout(resid_dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, D) -> (B, L, D)."""
+        x = x + self.drop(self.attn(self.ln1(x), attn_mask))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class RPG(nn.Module):
+    """RPG: causal transformer over mean-pooled SID token embeddings, m parallel digit heads, MTP loss.
+
+    sids: the catalogue's `SemanticIDs` built with `dedup=False` from PQ/OPQ codes,
+    every digit with the same number of codes (row i is item id i + 1). Defaults are
+    the paper's: 2 layers, hidden 448, 4 heads, feed-forward 1024, dropout 0.5, up to
+    50 items, temperature 0.03 (the authors' README for all datasets).
+    """
+
+    def __init__(
+        self,
+        sids: SemanticIDs,
+        *,
+        max_len: int = 50,
+        hidden: int = 448,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        ffn: int = 1024,
+        dropout: float = 0.5,
+        resid_dropout: float = 0.0,
+        temperature: float = 0.03,
+        score_batch_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if sids.dedup:
+            raise ValueError(
+                "RPG predicts the tokenizer's digits in parallel and has no use for a de-duplication "
+                "digit: build the table with SemanticIDs.from_codes(codes, sizes, dedup=False)"
+            )
+        if len(set(sids.codebook_sizes)) != 1:
+            raise ValueError(
+                f"RPG needs the same number of codes on every digit (PQ/OPQ), got {sids.codebook_sizes}"
+            )
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.n_items = sids.n_items
+        self.n_digits = sids.n_digits
+        self.codebook_size = sids.codebook_sizes[0]
+        self.max_len = max_len
+        self.hidden = hidden
+        self.temperature = float(temperature)
+        self.score_batch_size = score_batch_size
+        self.config = {
+            "n_items": self.n_items,
+            "n_digits": self.n_digits,
+            "codebook_size": self.codebook_size,
+            "max_len": max_len,
+            "hidden": hidden,
+            "n_layers": n_layers,
+            "n_heads": n_heads,
+            "ffn": ffn,
+            "dropout": dropout,
+            "resid_dropout": resid_dropout,
+            "temperature": temperature,
+        }
+
+        # item id -> its m tokens in the SID token space; id 0 (padding) -> padding token
+        item_tokens = np.full((self.n_items + 1, self.n_digits), PAD_TOKEN, dtype=np.int64)
+        item_tokens[1:] = sids.tokens()
+        self.register_buffer("item_tokens", torch.from_numpy(item_tokens))  # (n_items + 1, m)
+        self.register_buffer("codes", torch.from_numpy(sids.codes.astype(np.int64)))  # (n, m)
+        # first token id of each digit's code range, to cut the table into per-digit tables
+        self.token_start = int(sids.tokens(np.zeros((1, self.n_digits), dtype=np.int64))[0, 0])
+
+        self.token_emb = nn.Embedding(sids.vocab_size, hidden, padding_idx=PAD_TOKEN)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        self.emb_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            GPT2Block(hidden, n_heads, ffn, dropout, resid_dropout) for _ in range(n_layers)
+        )
+        self.final_ln = nn.LayerNorm(hidden, eps=1e-12)
+        self.register_buffer(
+            "causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False
+        )
+        self._init_weights(n_layers)
+        # built after the init so that it keeps its own (zero-weight) start
+        self.heads = DigitHeads(self.n_digits, hidden)
+
+    def _init_weights(self, n_layers: int) -> None:
+        """GPT-2 init, as the authors' Hugging Face model: N(0, 0.02), residual outputs / sqrt(2 n_layers)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            # keeps the residual stream's variance flat with depth
+            for layer in (block.attn.out, block.mlp[2]):
+                nn.init.normal_(layer.weight, std=0.02 / math.sqrt(2 * n_layers))
+        with torch.no_grad():
+            self.token_emb.weight[PAD_TOKEN].zero_()
+
+    # ------------------------------------------------------------------ encoder
+    def _fit_length(self, ids: torch.Tensor) -> torch.Tensor:
+        """Keep the last `max_len` columns, or left-pad with 0: (B, L) -> (B, max_len)."""
+        length = ids.shape[1]
+        if length > self.max_len:
+            return ids[:, -self.max_len :]
+        return F.pad(ids, (self.max_len - length, 0), value=0) if length < self.max_len else ids
+
+    def token_table(self) -> torch.Tensor:
+        """Per-digit token embeddings (m, W, D), e.g. for `SemanticIDs.knn_graph(n, model.token_table())`."""
+        stop = self.token_start + self.n_digits * self.codebook_size
+        return self.token_emb.weight[self.token_start : stop].view(
+            self.n_digits, self.codebook_size, self.hidden
+        )
+
+    def item_embeddings(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Mean of each item's m token embeddings: (...) -> (..., D); id 0 gives zeros."""
+        return self.token_emb(self.item_tokens[item_ids]).mean(dim=-2)
+
+    def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, max_len, D) of left-padded item ids (B, L)."""
+        ids = self._fit_length(input_ids.long())  # (B, L)
+        keep = ids != 0  # (B, L)
+        # Positions count from the first real item, as the authors' right-padded GPT-2 does,
+        # so that the amount of left padding does not change the result.
+        positions = (keep.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
+        x = self.item_embeddings(ids) + self.pos_emb(positions)  # (B, L, D)
+        x = self.emb_drop(x) * keep.unsqueeze(-1)
+        # The diagonal stays open so that a padding query still has a key (no NaN from SDPA).
+        eye = torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
+        attn_mask = ((self.causal & keep.unsqueeze(1)) | eye).unsqueeze(1)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.final_ln(x)
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """MTP loss of the next item at every non-padding position of (input_ids, labels)."""
+        input_ids, labels = batch[0], batch[1]  # (B, L) each, 0 = padding / no label
+        hidden = self.encode(input_ids)  # (B, max_len, D)
+        labels = self._fit_length(labels.long())
+        mask = labels != 0
+        if not bool(mask.any()):
+            raise ValueError("the batch holds no labels: every position is padding")
+        states = self.heads(hidden[mask])  # (M, m, D): only labelled positions
+        targets = self.codes[labels[mask] - 1]  # (M, m)
+        return mtp_loss(states, self.token_table(), targets, self.temperature)
+
+    @staticmethod
+    def make_batches(
+        train_sequences: Sequence[Sequence[int] | np.ndarray],
+        max_len: int,
+        batch_size: int,
+        seed: int,
+        *,
+        windows: Literal["all", "last"] = "all",
+        shuffle: bool = True,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled (input_ids, labels) batches (b, max_len), left-padded, as `SASRec.make_batches`.
+
+        A sequence longer than `max_len` + 1 is cut into windows so that every
+        transition is a label once. The authors' code instead slides a window one item
+        at a time past the first `max_len` items and labels only its last position
+        (more context per late label, more forward passes).
+        """
+        return SASRec.make_batches(
+            train_sequences, max_len, batch_size, seed, windows=windows, shuffle=shuffle
+        )
+
+    # ------------------------------------------------------------------ inference
+    def digit_log_probs(self, histories: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of every code of every digit for the next item: (B, m, W)."""
+        hidden = self.encode(histories)[:, -1]  # (B, D), left padding: last = most recent
+        logits = digit_logits(self.heads(hidden), self.token_table(), self.temperature)
+        return F.log_softmax(logits.float(), dim=-1)
+
+    def scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """Exact scores (B, n_items + 1): mean digit log-probability of every item; pad column -inf."""
+        log_probs = self.digit_log_probs(histories)  # (B, m, W)
+        out = log_probs.new_full((log_probs.shape[0], self.n_items + 1), float("-inf"))
+        # in catalogue slices: (B, chunk, m) gathered log-probs stay small for big catalogues
+        for start in range(0, self.n_items, self.score_batch_size):
+            stop = min(start + self.score_batch_size, self.n_items)
+            out[:, start + 1 : stop + 1] = mean_digit_log_prob(log_probs, self.codes[start:stop])
+        return out
+
+    def forward(self, histories: torch.Tensor) -> torch.Tensor:
+        """Same as `scores`."""
+        return self.scores(histories)

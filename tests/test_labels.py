@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from handbook.data.labels import item_labels, label_agreement, primary_label, random_pairs
+from handbook.data.labels import (
+    item_labels,
+    label_agreement,
+    pairs_sharing,
+    primary_label,
+    random_pairs,
+)
 
 ITEMS = pd.DataFrame(
     {"categories": ["Beauty, Makeup, Lips", "Beauty, Makeup", "Beauty, Hair", "Beauty", "Shoes"]}
@@ -34,3 +40,13 @@ def test_random_pairs_are_distinct_rows() -> None:
 def test_missing_label_column_is_named() -> None:
     with pytest.raises(ValueError, match="column"):
         item_labels(pd.DataFrame({"title": ["x"]}))
+
+
+def test_pairs_sharing_pairs_distinct_items_with_equal_values() -> None:
+    values = np.array([3, 1, 3, 2, 1, 3])
+    a, b = pairs_sharing(values, 500, seed=0)
+    assert (a != b).all() and (values[a] == values[b]).all()
+    assert 3 not in a  # the only item with value 2 has no partner
+    assert set(a) == {0, 1, 2, 4, 5}
+    with pytest.raises(ValueError, match="share"):
+        pairs_sharing(np.arange(4), 10, seed=0)

@@ -51,3 +51,26 @@ def random_pairs(n_items: int, n_pairs: int, seed: int) -> tuple[np.ndarray, np.
     a = rng.integers(0, n_items, n_pairs)
     b = (a + rng.integers(1, n_items, n_pairs)) % n_items  # never equal to a
     return a, b
+
+
+def pairs_sharing(values: np.ndarray, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random pairs of distinct rows with equal `values` (e.g. the same first code).
+
+    Pairs are drawn uniformly over items that have at least one partner, so that
+    `label_agreement` on them asks "do items that share this value share a label?".
+    """
+    values = np.asarray(values)
+    rng = np.random.default_rng(seed)
+    _, group, size = np.unique(values, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    has_partner = np.flatnonzero(size[group] > 1)
+    if has_partner.size == 0:
+        raise ValueError("no two items share a value: nothing to pair")
+    members = {g: np.flatnonzero(group == g) for g in np.unique(group[has_partner])}
+    a = rng.choice(has_partner, n_pairs)
+    b = np.empty_like(a)
+    for i, row in enumerate(a):
+        others = members[group[row]]
+        choice = others[rng.integers(0, others.size - 1)]
+        b[i] = choice if choice != row else others[-1]  # skip self: the last member stands in
+    return a, b

@@ -70,3 +70,36 @@ def assign(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     _, idx = index.search(np.ascontiguousarray(X, dtype=np.float32), 1)
     return idx[:, 0].astype(np.int64)
+
+
+def residual_kmeans(
+    X: np.ndarray,
+    n_levels: int,
+    width: int,
+    niter: int = 20,
+    seed: int = 0,
+    init: str = "kmeans++",
+    normalize: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level l clusters what levels < l left over; returns codebooks (L, W, d) and mean input norms (L,).
+
+    With `normalize`, each level's residual is L2-normalised first (GRID). Items already
+    reconstructed exactly (singleton clusters) have a zero residual; left in, they pull a
+    centroid to the origin, and a centroid at the origin is the nearest one for every
+    small or unit-norm residual, so the level collapses onto it. They say nothing about the
+    next level, so it is trained on the others.
+    """
+    residual = np.ascontiguousarray(X, dtype=np.float32).copy()
+    codebooks, scales = [], []
+    for level in range(n_levels):
+        norms = np.linalg.norm(residual, axis=1)
+        if normalize:
+            residual = residual / np.maximum(norms, 1e-12)[:, None]
+        scales.append(float(norms.mean()) if normalize else 1.0)
+        informative = norms > 1e-6
+        train = residual[informative] if informative.sum() >= width else residual
+        # a different seed per level, so that levels do not share their random init
+        centroids, _ = kmeans(train, width, niter=niter, seed=seed + level, init=init)
+        codebooks.append(centroids)
+        residual = residual - centroids[assign(residual, centroids)]
+    return np.stack(codebooks), np.asarray(scales, dtype=np.float32)

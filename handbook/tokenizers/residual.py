@@ -28,7 +28,7 @@ from torch import nn
 
 from ..device import resolve_device
 from .base import Tokenizer
-from .kmeans import kmeans
+from .kmeans import residual_kmeans
 
 
 @dataclass
@@ -87,11 +87,8 @@ class ResidualCodebooks(nn.Module):
     @torch.no_grad()
     def init_kmeans(self, z: torch.Tensor, niter: int, seed: int) -> None:
         """Residual k-means on z (N, D): level l's codes are the centroids of the level-l residuals."""
-        residual = z.detach().cpu().numpy().astype(np.float32)
-        for level in range(self.n_levels):
-            centroids, labels = kmeans(residual, self.width, niter=niter, seed=seed + level)
-            self.codebooks.data[level] = torch.from_numpy(centroids).to(self.codebooks.device)
-            residual = residual - centroids[labels]
+        books, _ = residual_kmeans(z.detach().cpu().numpy(), self.n_levels, self.width, niter, seed)
+        self.codebooks.data.copy_(torch.from_numpy(books))
 
     @torch.no_grad()
     def reseed_dead_codes(

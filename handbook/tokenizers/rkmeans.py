@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Tokenizer
-from .kmeans import assign, kmeans
+from .kmeans import assign, residual_kmeans
 
 
 class RKMeans(Tokenizer):
@@ -24,8 +24,7 @@ class RKMeans(Tokenizer):
     Without it, the residual levels of high-dimensional text embeddings tend to
     collapse onto a few "hub" centroids near the origin (on MovieLens-100K MiniLM
     vectors with W = 64, k-means++: per-level perplexity 42/27/15 and 24% colliding
-    items, against 42/60/61 and 4% with it; items with an exactly zero residual are
-    left out of the next level's training for the same reason). The norms are not part of the code, so `decode`
+    items, against 42/60/61 and 4% with it). The norms are not part of the code, so `decode`
     rescales level l by the product of the mean residual norms seen in training
     (`level_scales`): reconstruction is approximate, yet about as good.
 
@@ -62,29 +61,9 @@ class RKMeans(Tokenizer):
         self.level_scales: np.ndarray | None = None
 
     def _fit(self, X: np.ndarray) -> None:
-        residual = X.astype(np.float32, copy=True)
-        codebooks, scales = [], []
-        for level in range(self.n_levels):
-            norms = np.linalg.norm(residual, axis=1)
-            if self.normalize_residuals:
-                residual, _ = _normalize(residual)
-                scales.append(float(norms.mean()))
-            else:
-                scales.append(1.0)
-            # Items already reconstructed exactly (singleton clusters) have a zero residual. Left
-            # in, they pull a centroid to the origin, and a centroid at the origin is the nearest
-            # one for every unit-norm residual: the level collapses onto it. They say nothing
-            # about the next level, so it is trained on the others.
-            informative = norms > 1e-6
-            train = residual[informative] if informative.sum() >= self.width else residual
-            # a different seed per level, so that levels do not share their random init
-            centroids, _ = kmeans(
-                train, self.width, niter=self.niter, seed=self.seed + level, init=self.init
-            )
-            codebooks.append(centroids)
-            residual = residual - centroids[assign(residual, centroids)]
-        self.codebooks = np.stack(codebooks)
-        self.level_scales = np.asarray(scales, dtype=np.float32)
+        self.codebooks, self.level_scales = residual_kmeans(
+            X, self.n_levels, self.width, self.niter, self.seed, self.init, self.normalize_residuals
+        )
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Codes (n, n_levels): nearest centroid of each level's residual."""

@@ -12,7 +12,7 @@ class ResidualVQ(ResidualTokenizer):
 
     GRID (arXiv 2507.22224) describes RVQ as residual quantization trained with the
     straight-through estimator and a commitment loss, with no encoder/decoder. Here the
-    codebooks start from residual k-means (so fitting starts where `RKMeans` ends) and
+    codebooks start from residual k-means (`RKMeans` with `normalize_residuals=False`) and
     are then refined by Adam on the per-level losses ||sg(r_l) - e_l||^2 +
     beta * ||r_l - sg(e_l)||^2; through r_l = x - sum_{k<l} e_k the commitment term
     also moves the coarser levels' codes, so the levels are tuned jointly rather than

@@ -19,6 +19,14 @@ SMALL = {
     "00_overview": {"matrix_size": 64},
     "01_data": {"k": 10, "max_len": 10, "sliding_window": False},
     "02_item_embeddings": {"n_neighbours": 3},
+    "03_tokenizers": {"width": 16, "rqvae_epochs": 20, "rvq_epochs": 2, "pq_digits": 8},
+    "04_collisions": {
+        "levels": [1, 3],
+        "widths": [16, 64],
+        "dedup_width": 16,
+        "pq_digits": [4, 16],
+        "opq_digits": 8,
+    },
 }
 
 
@@ -41,10 +49,37 @@ def check_02_item_embeddings(metrics: dict) -> None:
     assert metrics["neighbour_label_agreement"] > metrics["random_label_agreement"] + 0.3
 
 
+def check_03_tokenizers(metrics: dict) -> None:
+    results = metrics["tokenizers"]
+    assert set(results) == {"RK-Means", "RVQ", "RQ-VAE", "PQ", "OPQ"}
+    for name, r in results.items():
+        assert 0 < r["reconstruction_error"] < 1, name  # unit vectors: 1 would keep nothing
+        assert 0 < r["codes_used"] <= 1 and 0 <= r["collision_rate"] <= 1, name
+        assert len(r["perplexity"]) == r["digits"] and all(p >= 1 for p in r["perplexity"]), name
+    assert results["PQ"]["digits"] == 8 and results["RK-Means"]["codes_per_digit"] == 16
+    # A residual tokenizer's first code groups same-genre movies above chance.
+    assert (
+        results["RK-Means"]["first_code_label_agreement"] > metrics["chance_label_agreement"] + 0.2
+    )
+    assert results["OPQ"]["reconstruction_error"] < results["RK-Means"]["reconstruction_error"]
+
+
+def check_04_collisions(metrics: dict) -> None:
+    rates = metrics["rkmeans_collision_rate"]
+    assert set(rates) == {"1x16", "1x64", "3x16", "3x64"}
+    assert rates["1x16"] == 1.0  # 16 codes for 1,349 items: everybody collides
+    assert rates["3x64"] < rates["3x16"] < rates["1x16"]
+    assert metrics["dedup"]["dedup_size"] == metrics["dedup"]["largest_collision_group"] > 1
+    assert metrics["pq_collision_rate"]["16"] < metrics["pq_collision_rate"]["4"]
+    assert 0 <= metrics["opq_collision_rate"] < 0.1
+
+
 CHECKS = {
     "00_overview": check_00_overview,
     "01_data": check_01_data,
     "02_item_embeddings": check_02_item_embeddings,
+    "03_tokenizers": check_03_tokenizers,
+    "04_collisions": check_04_collisions,
 }
 
 

@@ -74,6 +74,8 @@ def load_dataset(
             )
         return _load_path(folder, name)
     path = Path(name_or_path).expanduser()
+    if not path.exists():  # notebooks run in notebooks/: relative paths also mean "from the checkout"
+        path = resolve(path)
     if not path.exists():
         known = ", ".join(KNOWN_DATASETS)
         raise ValueError(f"unknown dataset {name!r}: use one of {known}, or a path to {LAYOUTS}")

@@ -17,6 +17,7 @@ from handbook.tokenizers import (
     codes_perplexity,
     make_tokenizer,
 )
+from handbook.tokenizers.kmeans import residual_kmeans
 from handbook.tokenizers.pq import _pack, _unpack
 from handbook.tokenizers.residual import ResidualCodebooks
 
@@ -240,3 +241,16 @@ def test_input_checks(data: np.ndarray) -> None:
 def test_perplexity_by_hand() -> None:
     codes = np.array([[0, 0], [1, 0], [0, 0], [1, 0]])
     np.testing.assert_allclose(codes_perplexity(codes), [2.0, 1.0])
+
+
+def test_residual_kmeans_ignores_exactly_reconstructed_items() -> None:
+    # 40 copies of one vector form a cluster of their own at level 1, so their residual is
+    # exactly zero. Trained on, those zeros put a level-2 centroid at the origin, which is the
+    # nearest centroid for most unit-norm residuals: level 2 collapses onto it.
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(size=(400, 64)).astype(np.float32)
+    X = np.vstack([bulk, np.repeat(10 * np.eye(64, dtype=np.float32)[:1], 40, axis=0)])
+    books, _ = residual_kmeans(X, n_levels=2, width=8, seed=0, normalize=True)
+    assert np.linalg.norm(books[1], axis=1).min() > 0.1
+    codes = RKMeans(n_levels=2, width=8, seed=0).fit_encode(X)
+    assert codes_perplexity(codes[:400])[1] > 6  # of 8: level 2 stays in use

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from handbook.models.transformer import init_weights
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position t only sees positions <= t."""
@@ -103,18 +105,7 @@ class SASRec(nn.Module):
         self.register_buffer(
             "causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False
         )
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """Small normal init (std 0.02) as in BERT4Rec/RecBole; the padding row stays zero."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
+        self.apply(init_weights)  # std 0.02 as in BERT4Rec/RecBole; padding row zero
 
     def _fit_length(self, ids: torch.Tensor) -> torch.Tensor:
         """Keep the last `max_len` columns, or left-pad with 0 up to `max_len`: (B, L) -> (B, max_len)."""

@@ -27,6 +27,15 @@ SMALL = {
         "pq_digits": [4, 16],
         "opq_digits": 8,
     },
+    "05_tiger": {
+        "max_items": 5,
+        "sliding_window": False,
+        "d_model": 32,
+        "d_ff": 64,
+        "n_layers": 1,
+        "epochs": 2,
+        "sasrec_epochs": 2,
+    },
 }
 
 
@@ -74,12 +83,25 @@ def check_04_collisions(metrics: dict) -> None:
     assert 0 <= metrics["opq_collision_rate"] < 0.1
 
 
+def check_05_tiger(metrics: dict) -> None:
+    test = metrics["test"]
+    assert set(test) == {"most-popular", "SASRec", "TIGER (constrained)", "TIGER (free)"}
+    for name, scores in test.items():
+        assert 0 <= scores["ndcg@5"] <= scores["ndcg@10"] <= scores["recall@10"] <= 1, name
+    # Most-popular ignores the history, so the history length does not change it.
+    assert test["most-popular"]["ndcg@10"] == pytest.approx(0.0224, abs=5e-4)
+    assert 0 <= test["TIGER (free)"]["invalid_share"] <= 1
+    assert test["TIGER (constrained)"]["invalid_share"] == 0
+    assert len(metrics["tiger_history"]) == 2
+
+
 CHECKS = {
     "00_overview": check_00_overview,
     "01_data": check_01_data,
     "02_item_embeddings": check_02_item_embeddings,
     "03_tokenizers": check_03_tokenizers,
     "04_collisions": check_04_collisions,
+    "05_tiger": check_05_tiger,
 }
 
 

@@ -143,6 +143,26 @@ def per_user_metrics(
     return out
 
 
+def bootstrap_interval(
+    values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-user `values` (resampling users).
+
+    Pass a per-user difference between two models (same users, same order) to see whether
+    a gap is larger than the noise of the test users; it says nothing of seed-to-seed noise.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size == 0:
+        raise ValueError("bootstrap_interval needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def summarize(ranks: np.ndarray | torch.Tensor, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
     """Return mean metrics over users, e.g. {"recall@5": ..., "ndcg@5": ..., "recall@10": ...}."""
     ranks = _as_numpy(ranks)

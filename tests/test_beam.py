@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from handbook.decoding.beam import beam_search, evaluate_generative
+from handbook.decoding.beam import beam_search, evaluate_generative, generative_ranks
 from handbook.sid import BOS_TOKEN, N_SPECIAL_TOKENS, SemanticIDs
 
 
@@ -142,6 +142,9 @@ def test_evaluate_generative_uses_the_top_list() -> None:
     assert metrics["invalid_share"] == 0.25
     with pytest.raises(ValueError, match="beam_size"):
         evaluate_generative(Fixed(), np.zeros((2, 1)), np.array([1, 2]), ks=(5,), beam_size=3)
+    # Per-user ranks: target 1 is second in row 0; target 3 is not decoded in row 1 -> beam_size.
+    ranks, share = generative_ranks(Fixed(), np.zeros((2, 1)), np.array([1, 3]), beam_size=3)
+    assert ranks.tolist() == [1, 3] and share == 0.25
 
 
 def test_token_ranges_match_sid_offsets() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from handbook.metrics import (
+    bootstrap_interval,
     evaluate_model,
     ndcg_at_k,
     per_user_metrics,
@@ -98,3 +99,17 @@ def test_perfect_model_scores_one() -> None:
     metrics = evaluate_model(model, histories, targets, ks=(1, 10), batch_size=2)
     assert metrics == {"recall@1": 1.0, "ndcg@1": 1.0, "recall@10": 1.0, "ndcg@10": 1.0}
     assert rank_all(model.scores, histories, targets, batch_size=2).tolist() == [0, 0, 0]
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_users() -> None:
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0.3, 1.0, 100), rng.normal(0.3, 1.0, 10_000)
+    low, high = bootstrap_interval(small)
+    assert low < small.mean() < high
+    low_l, high_l = bootstrap_interval(large)
+    assert low_l < large.mean() < high_l
+    # The standard error falls as 1/sqrt(n): 100x the users, about a tenth of the width.
+    assert (high_l - low_l) < 0.2 * (high - low)
+    assert bootstrap_interval(np.full(50, 0.25)) == pytest.approx((0.25, 0.25))
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval(small, confidence=1.5)

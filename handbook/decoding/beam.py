@@ -123,6 +123,32 @@ def beam_search(
     return BeamSearchResult(items, scores, codes, n_invalid, n_beams)
 
 
+def generative_ranks(
+    model: Any,
+    histories: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    *,
+    beam_size: int,
+    constrained: bool = True,
+    users: np.ndarray | torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, float]:
+    """Per-user 0-based ranks of the targets in the decoded top lists, and the invalid share.
+
+    `model.recommend(histories, k, beam_size, constrained, users, batch_size)` gives the top
+    lists (TIGER, decoder-only); a target that is not decoded gets rank `beam_size`.
+    """
+    items, invalid_share = model.recommend(
+        histories,
+        k=beam_size,
+        beam_size=beam_size,
+        constrained=constrained,
+        users=users,
+        batch_size=batch_size,
+    )
+    return ranks_from_topk(items, targets), float(invalid_share)
+
+
 def evaluate_generative(
     model: Any,
     histories: np.ndarray | torch.Tensor,
@@ -136,22 +162,21 @@ def evaluate_generative(
 ) -> dict[str, float]:
     """Recall@K / NDCG@K of a model's beam-search top list, plus "invalid_share" of its beams.
 
-    `model.recommend(histories, k, beam_size, constrained, users, batch_size)` gives the top
-    lists (TIGER, decoder-only); `beam_size` defaults to max(ks), and metrics at k > beam_size
-    are not defined for a top list.
+    `beam_size` defaults to max(ks); metrics at k > beam_size are not defined for a top list.
     """
     ks = tuple(ks)
     beam_size = max(ks) if beam_size is None else beam_size
     if max(ks) > beam_size:
         raise ValueError(f"metrics @{max(ks)} need beam_size >= {max(ks)}, got {beam_size}")
-    items, invalid_share = model.recommend(
+    ranks, invalid_share = generative_ranks(
+        model,
         histories,
-        k=beam_size,
+        targets,
         beam_size=beam_size,
         constrained=constrained,
         users=users,
         batch_size=batch_size,
     )
-    metrics = summarize(ranks_from_topk(items, targets), ks)
-    metrics["invalid_share"] = float(invalid_share)
+    metrics = summarize(ranks, ks)
+    metrics["invalid_share"] = invalid_share
     return metrics

@@ -36,6 +36,18 @@ SMALL = {
         "epochs": 2,
         "sasrec_epochs": 2,
     },
+    "06_design_choices": {"max_items": 3, "d_model": 32, "d_ff": 64, "epochs": 1},
+    "07_rpg": {
+        "n_digits": 8,
+        "digit_sweep": [4, 8],
+        "hidden": 32,
+        "ffn": 64,
+        "epochs": 1,
+        "num_beams": 7,
+        "n_edges": 10,
+        "tiger_epochs": 1,
+        "sasrec_epochs": 1,
+    },
 }
 
 
@@ -95,6 +107,35 @@ def check_05_tiger(metrics: dict) -> None:
     assert len(metrics["tiger_history"]) == 2
 
 
+def check_06_design_choices(metrics: dict) -> None:
+    test = metrics["test"]
+    assert set(test) == set(metrics["settings"]) == {
+        "baseline", "rqvae", "rvq", "decoder-only", "no-sliding-window", "user-token"
+    }  # fmt: skip
+    for arm, row in test.items():
+        assert 0 <= row["ndcg@5 (constrained)"] <= row["ndcg@10 (constrained)"] <= 1, arm
+        assert row["invalid_share (constrained)"] == 0, arm
+        assert row["delta low"] <= row["delta ndcg@10"] <= row["delta high"], arm
+    assert test["baseline"]["delta ndcg@10"] == 0
+    assert metrics["settings"]["decoder-only"]["architecture"] == "decoder-only"
+
+
+def check_07_rpg(metrics: dict) -> None:
+    assert set(metrics["length_sweep"]) == {"4", "8"}
+    for m, row in metrics["collisions"].items():
+        assert 0 <= row["collision rate"] <= 1, m
+    decoding = metrics["decoding"]
+    # A parameter outside the default grid is decoded too, and compared in the table.
+    assert "graph b=7 s=3" in decoding and "RPG m=8 (graph b=7 s=3)" in metrics["test"]
+    assert decoding["exact"]["visited"] == metrics["n_items"]
+    for name, row in decoding.items():
+        assert 0 <= row["ndcg@10"] <= row["recall@10"] <= 1, name
+        assert row["visited"] <= metrics["n_items"] and row["ms per user"] > 0, name
+    # One step from 7 start items over 10 edges reaches at most 7 + 7 * 10 items.
+    assert decoding["graph b=7 s=1"]["visited"] <= 77
+    assert set(metrics["test"]) >= {"most-popular", "SASRec", "TIGER (beam 10)", "RPG m=8 (exact)"}
+
+
 CHECKS = {
     "00_overview": check_00_overview,
     "01_data": check_01_data,
@@ -102,6 +143,8 @@ CHECKS = {
     "03_tokenizers": check_03_tokenizers,
     "04_collisions": check_04_collisions,
     "05_tiger": check_05_tiger,
+    "06_design_choices": check_06_design_choices,
+    "07_rpg": check_07_rpg,
 }
 
 
@@ -116,3 +159,10 @@ def test_notebook_runs_with_small_parameters(name: str, tmp_path: Path) -> None:
     metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, SMALL[name])
     CHECKS[name](metrics)
     assert (tmp_path / f"{name}.ipynb").is_file()
+
+
+@pytest.mark.notebook
+def test_design_choices_names_a_bad_arms_parameter(tmp_path: Path) -> None:
+    # The check runs before any data is loaded, so a typo fails in seconds with the fix in the message.
+    with pytest.raises(Exception, match="parameter arms=.*keep 'baseline'"):
+        execute_notebook(NOTEBOOKS / "06_design_choices.ipynb", tmp_path, {"arms": ["rqvae", "baseline-typo"]})

@@ -45,19 +45,16 @@ The transformer defaults are RPG's; r = 4, `item_weight` = 1 and `item_temperatu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from handbook.models.rpg import DigitHeads, GPT2Block, digit_logits, mean_digit_log_prob, mtp_loss
-from handbook.models.sasrec import SASRec
+from handbook.models.rpg import RPG, mtp_loss
 from handbook.models.transformer import Attention
-from handbook.sid import PAD_TOKEN, SemanticIDs
+from handbook.sid import SemanticIDs
 
 Merger = Literal["attention", "mean"]
 
@@ -88,7 +85,7 @@ class AttentiveTokenMerger(nn.Module):
         return self.attn(queries, tokens, every_key)
 
 
-class ACERec(nn.Module):
+class ACERec(RPG):
     """ACERec: merged SID latents, causal transformer, intent token, token + item losses, exact scoring.
 
     sids: the catalogue's `SemanticIDs` built with `dedup=False` from PQ/OPQ codes, every
@@ -117,16 +114,28 @@ class ACERec(nn.Module):
         score_weight: float | None = None,
         score_batch_size: int = 4096,
     ) -> None:
-        super().__init__()
-        if sids.dedup:
+        if item_temperature <= 0:
+            raise ValueError(f"item_temperature must be > 0, got {item_temperature}")
+        if item_weight < 0 or (score_weight is not None and score_weight < 0):
             raise ValueError(
-                "ACERec predicts the tokenizer's digits in parallel and has no use for a "
-                "de-duplication digit: build the table with SemanticIDs.from_codes(codes, sizes, dedup=False)"
+                f"item_weight and score_weight must be >= 0 (0 turns the item level off), "
+                f"got {item_weight} and {score_weight}"
             )
-        if len(set(sids.codebook_sizes)) != 1:
-            raise ValueError(
-                f"ACERec needs the same number of codes on every digit (PQ/OPQ), got {sids.codebook_sizes}"
-            )
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1 item, got {max_len}")
+        # RPG's token table, positions, GPT-2 blocks, digit heads, init and SID checks
+        super().__init__(
+            sids,
+            max_len=max_len,
+            hidden=hidden,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            ffn=ffn,
+            dropout=dropout,
+            resid_dropout=resid_dropout,
+            temperature=temperature,
+            score_batch_size=score_batch_size,
+        )
         if merger not in ("attention", "mean"):
             raise ValueError(
                 f"merger must be 'attention' (learned queries) or 'mean' (mean pooling), got {merger!r}"
@@ -136,102 +145,30 @@ class ACERec(nn.Module):
                 f"n_latents (latents per item) must be between 1 and the {sids.n_digits} SID digits "
                 f"it compresses, got {n_latents}: pick r with m / r >= 1"
             )
-        for name, value in (("temperature", temperature), ("item_temperature", item_temperature)):
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if item_weight < 0 or (score_weight is not None and score_weight < 0):
-            raise ValueError(
-                f"item_weight and score_weight must be >= 0 (0 turns the item level off), "
-                f"got {item_weight} and {score_weight}"
-            )
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1 item, got {max_len}")
-        self.n_items = sids.n_items
-        self.n_digits = sids.n_digits
-        self.codebook_size = sids.codebook_sizes[0]
         self.merger_kind = merger
         self.n_latents = 1 if merger == "mean" else n_latents  # latents per item
         self.intent_token = bool(intent_token)
-        self.max_len = max_len
-        self.hidden = hidden
-        self.temperature = float(temperature)
         self.item_temperature = float(item_temperature)
         self.item_weight = float(item_weight)
         self.score_weight = float(item_weight if score_weight is None else score_weight)
-        self.score_batch_size = score_batch_size
-        self.config = {
-            "n_items": self.n_items,
-            "n_digits": self.n_digits,
-            "codebook_size": self.codebook_size,
-            "n_latents": n_latents,
-            "merger": merger,
-            "intent_token": self.intent_token,
-            "max_len": max_len,
-            "hidden": hidden,
-            "n_layers": n_layers,
-            "n_heads": n_heads,
-            "ffn": ffn,
-            "dropout": dropout,
-            "resid_dropout": resid_dropout,
-            "temperature": temperature,
-            "item_temperature": item_temperature,
-            "item_weight": item_weight,
-            "score_weight": self.score_weight,
-        }
-
-        # item id -> its m tokens in the SID token space; id 0 (padding) -> padding token
-        item_tokens = np.full((self.n_items + 1, self.n_digits), PAD_TOKEN, dtype=np.int64)
-        item_tokens[1:] = sids.tokens()
-        self.register_buffer("item_tokens", torch.from_numpy(item_tokens))  # (n_items + 1, m)
-        self.register_buffer("codes", torch.from_numpy(sids.codes.astype(np.int64)))  # (n, m)
-        self.token_start = int(sids.tokens(np.zeros((1, self.n_digits), dtype=np.int64))[0, 0])
-
-        # attribute names as in RPG, so that an RPG state dict loads into the matching ablation
-        self.token_emb = nn.Embedding(sids.vocab_size, hidden, padding_idx=PAD_TOKEN)
-        self.pos_emb = nn.Embedding(max_len, hidden)
-        self.emb_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            GPT2Block(hidden, n_heads, ffn, dropout, resid_dropout) for _ in range(n_layers)
+        self.config.update(
+            n_latents=n_latents,
+            merger=merger,
+            intent_token=self.intent_token,
+            item_temperature=item_temperature,
+            item_weight=item_weight,
+            score_weight=self.score_weight,
         )
-        self.final_ln = nn.LayerNorm(hidden, eps=1e-12)
         # projects the prediction state into the space of the items' merged representations
         self.item_proj = nn.Linear(hidden, hidden)
-        self._init_weights(n_layers)
-        # built after the init so that they keep their own starts
-        self.heads = DigitHeads(self.n_digits, hidden)
+        nn.init.normal_(self.item_proj.weight, std=0.02)
+        nn.init.zeros_(self.item_proj.bias)
         self.merger = (
             AttentiveTokenMerger(self.n_latents, hidden, n_heads) if merger == "attention" else None
         )
         self.intent = nn.Parameter(torch.randn(hidden) * 0.02) if self.intent_token else None
 
-    def _init_weights(self, n_layers: int) -> None:
-        """GPT-2 init as RPG's: N(0, 0.02), residual outputs / sqrt(2 n_layers), padding token zero."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            for layer in (block.attn.out, block.mlp[2]):
-                nn.init.normal_(layer.weight, std=0.02 / math.sqrt(2 * n_layers))
-        with torch.no_grad():
-            self.token_emb.weight[PAD_TOKEN].zero_()
-
     # ------------------------------------------------------------------ items
-    def _fit_length(self, ids: torch.Tensor) -> torch.Tensor:
-        """Keep the last `max_len` columns, or left-pad with 0: (B, L) -> (B, max_len)."""
-        length = ids.shape[1]
-        if length > self.max_len:
-            return ids[:, -self.max_len :]
-        return F.pad(ids, (self.max_len - length, 0), value=0) if length < self.max_len else ids
-
-    def token_table(self) -> torch.Tensor:
-        """Per-digit token embeddings (m, W, D): the inputs of the merger and the digit heads' targets."""
-        stop = self.token_start + self.n_digits * self.codebook_size
-        return self.token_emb.weight[self.token_start : stop].view(
-            self.n_digits, self.codebook_size, self.hidden
-        )
-
     def item_latents(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Merged latents of item ids: (...) -> (..., r, D); id 0 gives zeros.
 
@@ -339,29 +276,10 @@ class ACERec(nn.Module):
             return token
         return token + self.item_weight * self.item_loss(states, targets)
 
-    @staticmethod
-    def make_batches(
-        train_sequences: Sequence[Sequence[int] | np.ndarray],
-        max_len: int,
-        batch_size: int,
-        seed: int,
-        *,
-        windows: Literal["all", "last"] = "all",
-        shuffle: bool = True,
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled (input_ids, labels) batches (b, max_len), left-padded, as `SASRec.make_batches`."""
-        return SASRec.make_batches(
-            train_sequences, max_len, batch_size, seed, windows=windows, shuffle=shuffle
-        )
-
     # ------------------------------------------------------------------ inference
     def digit_log_probs(self, histories: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of every code of every digit for the next item: (B, m, W)."""
-        return self._digit_log_probs(self.intent_states(histories))
-
-    def _digit_log_probs(self, states: torch.Tensor) -> torch.Tensor:
-        logits = digit_logits(self.heads(states), self.token_table(), self.temperature)
-        return F.log_softmax(logits.float(), dim=-1)  # (B, m, W)
+        return self._log_probs_from_states(self.intent_states(histories))
 
     def _item_log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """Item-level log-probability of every catalogue item: (B, n_items), softmax over all items."""
@@ -372,16 +290,7 @@ class ACERec(nn.Module):
     def scores(self, histories: torch.Tensor) -> torch.Tensor:
         """Exact holistic scores (B, n_items + 1): token + score_weight * item log-probabilities; pad -inf."""
         states = self.intent_states(histories)  # (B, D)
-        log_probs = self._digit_log_probs(states)  # (B, m, W)
-        out = log_probs.new_full((log_probs.shape[0], self.n_items + 1), float("-inf"))
-        # in catalogue slices: (B, chunk, m) gathered log-probs stay small for big catalogues
-        for start in range(0, self.n_items, self.score_batch_size):
-            stop = min(start + self.score_batch_size, self.n_items)
-            out[:, start + 1 : stop + 1] = mean_digit_log_prob(log_probs, self.codes[start:stop])
+        out = self._catalogue_scores(self._log_probs_from_states(states))
         if self.score_weight != 0:
             out[:, 1:] += self.score_weight * self._item_log_probs(states)
         return out
-
-    def forward(self, histories: torch.Tensor) -> torch.Tensor:
-        """Same as `scores`."""
-        return self.scores(histories)

@@ -147,14 +147,15 @@ class RPG(nn.Module):
         score_batch_size: int = 4096,
     ) -> None:
         super().__init__()
+        name = type(self).__name__  # the messages serve subclasses too (ACERec)
         if sids.dedup:
             raise ValueError(
-                "RPG predicts the tokenizer's digits in parallel and has no use for a de-duplication "
+                f"{name} predicts the tokenizer's digits in parallel and has no use for a de-duplication "
                 "digit: build the table with SemanticIDs.from_codes(codes, sizes, dedup=False)"
             )
         if len(set(sids.codebook_sizes)) != 1:
             raise ValueError(
-                f"RPG needs the same number of codes on every digit (PQ/OPQ), got {sids.codebook_sizes}"
+                f"{name} needs the same number of codes on every digit (PQ/OPQ), got {sids.codebook_sizes}"
             )
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -288,18 +289,25 @@ class RPG(nn.Module):
     def digit_log_probs(self, histories: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of every code of every digit for the next item: (B, m, W)."""
         hidden = self.encode(histories)[:, -1]  # (B, D), left padding: last = most recent
-        logits = digit_logits(self.heads(hidden), self.token_table(), self.temperature)
+        return self._log_probs_from_states(hidden)
+
+    def _log_probs_from_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Prediction states (B, D) -> per-digit log-probabilities (B, m, W)."""
+        logits = digit_logits(self.heads(states), self.token_table(), self.temperature)
         return F.log_softmax(logits.float(), dim=-1)
 
-    def scores(self, histories: torch.Tensor) -> torch.Tensor:
-        """Exact scores (B, n_items + 1): mean digit log-probability of every item; pad column -inf."""
-        log_probs = self.digit_log_probs(histories)  # (B, m, W)
+    def _catalogue_scores(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Mean digit log-probability of every item (B, n_items + 1); pad column -inf."""
         out = log_probs.new_full((log_probs.shape[0], self.n_items + 1), float("-inf"))
         # in catalogue slices: (B, chunk, m) gathered log-probs stay small for big catalogues
         for start in range(0, self.n_items, self.score_batch_size):
             stop = min(start + self.score_batch_size, self.n_items)
             out[:, start + 1 : stop + 1] = mean_digit_log_prob(log_probs, self.codes[start:stop])
         return out
+
+    def scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """Exact scores (B, n_items + 1): mean digit log-probability of every item; pad column -inf."""
+        return self._catalogue_scores(self.digit_log_probs(histories))
 
     def forward(self, histories: torch.Tensor) -> torch.Tensor:
         """Same as `scores`."""

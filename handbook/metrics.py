@@ -163,6 +163,43 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def popularity_buckets(counts: np.ndarray, edges: Iterable[int]) -> tuple[np.ndarray, list[str]]:
+    """Bucket index of each count, and the bucket names, for increasing `edges` e.g. (1, 5, 20).
+
+    Bucket 0 holds counts below edges[0] (with edges[0] = 1: items never seen in training),
+    bucket i counts in [edges[i-1], edges[i]), the last bucket counts >= edges[-1].
+    """
+    edges = [int(e) for e in edges]
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 1:
+        raise ValueError(f"popularity edges must be increasing integers >= 1, got {edges}")
+    counts = np.asarray(counts).reshape(-1)
+    bounds = [0, *edges]
+    names = [
+        str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:])
+    ] + [f"{edges[-1]}+"]
+    return np.searchsorted(edges, counts, side="right"), names
+
+
+def metrics_by_group(
+    ranks: np.ndarray | torch.Tensor,
+    groups: np.ndarray,
+    names: list[str],
+    ks: Iterable[int] = DEFAULT_KS,
+) -> dict[str, dict[str, float]]:
+    """Mean metrics of the users in each group: {name: {"users": n, "ndcg@10": ...}}; empty groups NaN."""
+    ranks, groups = _as_numpy(ranks), np.asarray(groups).reshape(-1)
+    if ranks.shape != groups.shape:
+        raise ValueError(f"{ranks.size} ranks but {groups.size} group labels: one per user")
+    per_user = per_user_metrics(ranks, ks)
+    out: dict[str, dict[str, float]] = {}
+    for index, name in enumerate(names):
+        members = groups == index
+        out[name] = {"users": int(members.sum())}
+        for metric, values in per_user.items():
+            out[name][metric] = float(values[members].mean()) if members.any() else float("nan")
+    return out
+
+
 def summarize(ranks: np.ndarray | torch.Tensor, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
     """Return mean metrics over users, e.g. {"recall@5": ..., "ndcg@5": ..., "recall@10": ...}."""
     ranks = _as_numpy(ranks)

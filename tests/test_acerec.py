@@ -57,6 +57,23 @@ def test_attentive_merger_gives_r_latents_and_starts_as_mean_pooling() -> None:
     assert torch.allclose(model.item_latents(ids), mean.unsqueeze(1).expand(-1, 3, -1), atol=1e-6)
 
 
+def test_merger_attention_weights_reproduce_its_latents() -> None:
+    sids = _sids()
+    model = _tiny_acerec(sids, n_latents=3).eval()
+    with torch.no_grad():
+        model.merger.queries.normal_()  # away from the uniform start
+        model.merger.attn.kv.weight.normal_(std=0.3)
+    tokens = model.token_emb(model.item_tokens[1:])  # (n, m, D)
+    weights = model.merger.attention_weights(tokens)  # (n, H, r, m)
+    assert weights.shape == (sids.n_items, 2, 3, sids.n_digits)
+    assert torch.allclose(weights.sum(-1), torch.ones(sids.n_items, 2, 3))
+    # the latents are the output projection of the attention-weighted values, head by head
+    attn = model.merger.attn
+    values = attn.kv(tokens)[..., 16:].view(sids.n_items, sids.n_digits, 2, 8)  # (n, m, H, dh)
+    mixed = torch.einsum("nhrm,nmhd->nrhd", weights, values).reshape(sids.n_items, 3, 16)
+    assert torch.allclose(attn.out(mixed), model.merger(tokens), atol=1e-5)
+
+
 def test_mean_merger_is_one_latent_of_mean_pooled_tokens() -> None:
     sids = _sids()
     model = _tiny_acerec(sids, merger="mean", n_latents=4, score_batch_size=5).eval()

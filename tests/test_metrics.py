@@ -11,8 +11,10 @@ import torch
 from handbook.metrics import (
     bootstrap_interval,
     evaluate_model,
+    metrics_by_group,
     ndcg_at_k,
     per_user_metrics,
+    popularity_buckets,
     rank_all,
     rank_of_target,
     ranks_from_topk,
@@ -113,3 +115,22 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_users() -> N
     assert bootstrap_interval(np.full(50, 0.25)) == pytest.approx((0.25, 0.25))
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_interval(small, confidence=1.5)
+
+
+def test_popularity_buckets_by_hand() -> None:
+    groups, names = popularity_buckets(np.array([0, 1, 4, 5, 19, 20, 300]), edges=(1, 5, 20))
+    assert names == ["0", "1-4", "5-19", "20+"]
+    assert groups.tolist() == [0, 1, 1, 2, 2, 3, 3]
+    with pytest.raises(ValueError, match="increasing"):
+        popularity_buckets(np.array([1]), edges=(5, 5))
+
+
+def test_metrics_by_group_averages_each_group() -> None:
+    ranks = np.array([0, 3, 20, 1])
+    groups = np.array([0, 0, 1, 2])
+    out = metrics_by_group(ranks, groups, ["a", "b", "c", "empty"], ks=(5,))
+    assert out["a"] == {"users": 2, "recall@5": 1.0, "ndcg@5": pytest.approx((1 + 1 / math.log2(5)) / 2)}
+    assert out["b"]["recall@5"] == 0.0 and out["c"]["ndcg@5"] == pytest.approx(1 / math.log2(3))
+    assert out["empty"]["users"] == 0 and math.isnan(out["empty"]["ndcg@5"])
+    with pytest.raises(ValueError, match="one per user"):
+        metrics_by_group(ranks, groups[:2], ["a"], ks=(5,))

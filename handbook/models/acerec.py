@@ -84,6 +84,15 @@ class AttentiveTokenMerger(nn.Module):
         every_key = torch.ones(1, 1, 1, tokens.shape[1], dtype=torch.bool, device=tokens.device)
         return self.attn(queries, tokens, every_key)
 
+    def attention_weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Where each latent looks: softmax attention (N, heads, r, m) of the queries over the m tokens."""
+        n, m, _ = tokens.shape
+        heads, head_dim = self.attn.n_heads, self.attn.head_dim
+        q = self.attn.q(self.queries).view(-1, heads, head_dim).transpose(0, 1)  # (H, r, dh)
+        k = self.attn.kv(tokens)[..., : heads * head_dim].view(n, m, heads, head_dim)
+        logits = torch.einsum("hrd,nmhd->nhrm", q, k) / head_dim**0.5
+        return logits.softmax(dim=-1)
+
 
 class ACERec(RPG):
     """ACERec: merged SID latents, causal transformer, intent token, token + item losses, exact scoring.

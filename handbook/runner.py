@@ -60,13 +60,13 @@ def execute_in_place(notebook: str | Path, timeout: int | None = None) -> None:
     write_text_atomic(notebook, nbformat.writes(nb) + "\n")
 
 
-def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested metrics to {"a.b": scalar}, dropping lists and long strings."""
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_scalars(value, prefix=f"{name}."))
+            flat.update(flatten_scalars(value, prefix=f"{name}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = value
         elif isinstance(value, str) and len(value) <= 40:
@@ -79,7 +79,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     rows = [
         {"notebook": name, "metric": key, "value": value}
         for name, metrics in results.items()
-        for key, value in _scalars(metrics).items()
+        for key, value in flatten_scalars(metrics).items()
     ]
     return pd.DataFrame(rows, columns=["notebook", "metric", "value"])
 

@@ -1,7 +1,9 @@
 """One training loop for every model: AdamW, LR schedule, AMP, early stopping, checkpoints.
 
 A model only has to expose ``loss(batch) -> scalar tensor``, where ``batch`` is the
-tuple of tensors its data loader yields, already moved to the device.
+tuple of tensors its data loader yields, already moved to the device. The same loop
+trains on several processes under ``torchrun`` (DistributedDataParallel, each rank
+on its shard of every global batch): see `handbook.distributed`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from handbook.device import resolve_device, seed_everything
+from handbook.device import seed_everything
+from handbook.distributed import (
+    init_distributed,
+    loss_weight_fn,
+    on_main,
+    shard_batch,
+    weighted_loss,
+    wrap_ddp,
+)
 from handbook.io import write_json_atomic
 
 Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
@@ -38,6 +48,8 @@ class TrainResult:
     stopped_early: bool = False
     epochs_run: int = 0
     seconds: float = 0.0
+    step_losses: list[float] = field(default_factory=list)  # loss of every global batch, in order
+    world_size: int = 1  # processes that trained together (torchrun)
 
     @property
     def train_losses(self) -> list[float]:
@@ -159,6 +171,7 @@ def fit(
     steps_per_epoch: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     show_progress: bool = True,
+    loss_weight: Callable[[Any], float] | None = None,
 ) -> TrainResult:
     """Train `model` with AdamW on `model.loss(batch)`, early-stop on validation `metric`, restore the best.
 
@@ -172,12 +185,23 @@ def fit(
     Without `evaluate_fn` the last epoch counts as best. `amp` ("bf16", "fp16" or True)
     applies to CUDA only. `schedule` needs the number of steps: from len() of the
     batches, or `steps_per_epoch` for iterables without one.
+
+    Under torchrun (or an initialised process group) every rank must pass the same
+    global batches: each trains on its shard, validation runs on rank 0 and files are
+    written by rank 0. `loss_weight(batch)` counts the terms `model.loss` averages over
+    in a shard (default: `model.loss_weight`, else the nonzero labels of batch[1]), to
+    weight the ranks' losses; one process never calls it.
     """
     if epochs < 1 or eval_every < 1:
         raise ValueError(f"epochs and eval_every must be >= 1, got {epochs} and {eval_every}")
     seed_everything(seed)
-    device = resolve_device(device)
+    context = init_distributed(device)
+    device = context.device
     model.to(device)
+    # One process trains `model` itself, exactly as before; several wrap it for DDP.
+    ddp = wrap_ddp(model, context) if context.is_distributed else None
+    weight_of = loss_weight_fn(model, loss_weight) if ddp is not None else None
+    show_progress = show_progress and context.is_main
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     # Built once here and reused as epoch 1, so a batch factory is not called twice.
     first_epoch = _epoch_batches(batches, 0)
@@ -200,7 +224,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     out_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    result = TrainResult(metric=metric)
+    result = TrainResult(metric=metric, world_size=context.world_size)
     best_score = -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
@@ -217,6 +241,9 @@ def fit(
             leave=False,
             disable=not show_progress,
         ):
+            if ddp is not None:
+                batch = shard_batch(batch, context.rank, context.world_size)
+                shard_weight = weight_of(batch)
             batch = move_to_device(batch, device)
             optimizer.zero_grad(set_to_none=True)
             autocast = (
@@ -225,10 +252,17 @@ def fit(
                 else contextlib.nullcontext()
             )
             with autocast:
-                loss = model.loss(batch)
-            if not torch.isfinite(loss):
+                if ddp is None:
+                    loss = model.loss(batch)
+                else:
+                    local = ddp(batch, empty=shard_weight == 0)
+                    # loss: this rank's share to backpropagate; global_loss: the same on every rank
+                    loss, global_loss = weighted_loss(local, shard_weight, context)
+            finite = bool(torch.isfinite(loss)) if ddp is None else math.isfinite(global_loss)
+            if not finite:  # with DDP every rank sees the same global loss: all raise or none
+                value = loss.item() if ddp is None else global_loss
                 raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}: lower lr, keep grad_clip, or turn amp off"
+                    f"training loss became {value} at epoch {epoch}: lower lr, keep grad_clip, or turn amp off"
                 )
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -243,7 +277,9 @@ def fit(
             else:
                 optimizer.step()
             scheduler.step()
-            loss_sum += loss.item()
+            step_loss = loss.item() if ddp is None else global_loss
+            result.step_losses.append(step_loss)
+            loss_sum += step_loss
             n_batches += 1
         if n_batches == 0:
             raise ValueError(
@@ -259,10 +295,16 @@ def fit(
 
         if evaluate_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
             tick = time.perf_counter()
-            model.eval()
-            with torch.no_grad():
-                metrics = {key: float(value) for key, value in evaluate_fn(model).items()}
-            model.train()
+
+            def validate() -> dict[str, float]:
+                model.eval()
+                with torch.no_grad():
+                    scores = {key: float(value) for key, value in evaluate_fn(model).items()}
+                model.train()
+                return scores
+
+            # Rank 0 validates and every rank receives its metrics: one early-stopping decision.
+            metrics = on_main(validate, context)
             if metric not in metrics:
                 raise KeyError(
                     f"evaluate_fn returned {sorted(metrics)}; early stopping needs {metric!r}"
@@ -275,13 +317,13 @@ def fit(
                 best_state = _state_on_cpu(model)
                 result.best_epoch, result.best_metrics = epoch, metrics
                 bad_evals = 0
-                if out_dir is not None:
+                if out_dir is not None and context.is_main:
                     save_checkpoint(model, out_dir / "best.pt", epoch=epoch, metrics=metrics)
             else:
                 bad_evals += 1
         result.history.append(row)
         result.epochs_run = epoch
-        if out_dir is not None:
+        if out_dir is not None and context.is_main:
             write_json_atomic(out_dir / "history.json", result.history)
         epoch_bar.set_postfix(
             loss=f"{row['train_loss']:.4f}",
@@ -297,8 +339,9 @@ def fit(
     else:
         # No validation: the final weights are the result.
         result.best_epoch = result.epochs_run
-        if out_dir is not None:
+        if out_dir is not None and context.is_main:
             save_checkpoint(model, out_dir / "best.pt", epoch=result.epochs_run, metrics={})
+    del ddp  # drops DDP's gradient hooks; `model` stays as trained
     model.eval()
     result.seconds = time.perf_counter() - started
     return result

@@ -1,0 +1,690 @@
+"""Paper-setting experiments end to end, one results file per model: `make reproduce`.
+
+    python -m handbook.experiment amazon2014:Beauty                     # every model
+    python -m handbook.experiment ../shared/data/amazon2014/Beauty --models tiger,rpg
+    python -m handbook.experiment ml-100k -o epochs=1 -o hidden=32     # a smoke run
+    torchrun --nproc_per_node=4 -m handbook.experiment amazon2014:Beauty --models rpg
+
+For each model: load and 5-core the dataset (leave-one-out split), embed the item texts
+(cached), build the semantic IDs (TIGER: RQ-VAE 3 x 256 plus the de-duplication digit;
+RPG and ACERec: OPQ m x 256 fitted on the training items), train at the paper's
+settings with `handbook.train.fit` (early stopping on validation NDCG@10), evaluate on
+the test split (full ranking; TIGER: constrained beam search, beam 20) and write
+`<out>/<dataset>/<model>.json` atomically. `-o NAME=VALUE` overrides any value of the
+configs below; a model that fails is reported, the others still run, and the exit code
+is then 1. Under torchrun only rank 0 evaluates on test and writes.
+
+Every value of the configs says where it comes from. Where a paper is silent the
+authors' code decides; the item text encoder is the one exception: the papers' encoders
+(sentence-T5, text-embedding-3-large) are not available offline, so all-MiniLM-L6-v2
+stands in (override `embed_model` with any sentence-transformers name or path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import functools
+import json
+import math
+import platform
+import re
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from handbook.data import items_in_order, load_dataset, prepare, training_samples
+from handbook.data.preprocess import SequenceData
+from handbook.decoding.beam import evaluate_generative
+from handbook.decoding.graph import evaluate_graph
+from handbook.device import seed_everything
+from handbook.distributed import (
+    DistributedContext,
+    init_distributed,
+    is_main_process,
+    on_main,
+    shutdown,
+)
+from handbook.embed import DEFAULT_MODEL, embed_texts, item_texts
+from handbook.io import write_json_atomic
+from handbook.metrics import evaluate_model
+from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
+from handbook.paths import cache_dir, repo_root
+from handbook.sid import SemanticIDs
+from handbook.tokenizers import OPQ, make_tokenizer
+from handbook.train import fit
+
+# --------------------------------------------------------------------------- configs
+
+# Shared by every model.
+DATA = {
+    "k_core": 5,  # users and items with >= 5 interactions: the papers' Amazon 2014 "5-core"
+    "embed_model": DEFAULT_MODEL,  # offline stand-in for sentence-T5 (TIGER) / text-embedding-3-large (RPG)
+    "eval_batch_size": 256,  # users per evaluation batch (speed only)
+    "amp": False,  # the papers train in fp32 (GRID: precision 32-true); "bf16" is faster on a GPU
+}
+
+# SASRec (Kang & McAuley, ICDM 2018, Sec. IV-C) unless said otherwise. The handbook's SASRec
+# trains with full-softmax cross-entropy, the stronger variant recent papers use.
+SASREC = {
+    **DATA,
+    "max_len": 50,  # n = 50 on the Amazon datasets
+    "hidden": 50,  # d = 50
+    "n_layers": 2,  # b = 2 self-attention blocks
+    "n_heads": 1,  # one head ("multi-head did not help")
+    "dropout": 0.5,  # 0.5 on the sparse datasets (Beauty, Games, Steam), 0.2 on MovieLens-1M
+    "batch_size": 128,  # 128
+    "lr": 1e-3,  # Adam, 0.001
+    "weight_decay": 0.0,  # no L2 on the embeddings (the authors' l2_emb = 0)
+    "grad_clip": None,  # the authors' code does not clip
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "epochs": 200,  # the paper trains 200 epochs
+    "patience": 20,  # not in the paper: the RPG trainer's default, with the same evaluation protocol
+}
+
+# TIGER (Rajput et al., NeurIPS 2023, Sec. 4) for the tokenizer and the architecture; the
+# optimisation follows GRID's reference code (snap-research/GRID,
+# configs/experiment/tiger_train_flat.yaml), because TIGER's T5X recipe (lr 0.01 with an
+# inverse-square-root decay over 200k steps) has no counterpart in `fit`.
+TIGER_CONFIG = {
+    **DATA,
+    "tokenizer": "rqvae",  # TIGER's RQ-VAE (GRID's RK-Means: override tokenizer=rkmeans)
+    "n_levels": 3,  # 3 codebooks ...
+    "width": 256,  # ... of 256 codes, + a 4th de-duplication digit (TIGER Sec. 3.1, GRID)
+    "rqvae_hidden_dims": [512, 256, 128],  # encoder 512 -> 256 -> 128 -> latent, ReLU
+    "rqvae_latent_dim": 32,  # latent and codebook dimension 32
+    "rqvae_beta": 0.25,  # commitment weight 0.25
+    "rqvae_epochs": 20000,  # 20k epochs
+    "rqvae_batch_size": 1024,  # batch 1024
+    "rqvae_lr": 1e-3,  # TIGER: Adagrad lr 0.4; the handbook's RQ-VAE uses Adam, at Adam's usual 1e-3
+    "max_items": 20,  # histories truncated to the last 20 items
+    "sliding_window": True,  # every prefix of a training sequence is a sample (TIGER, GRID)
+    "d_model": 128,  # input dimension 128
+    "n_heads": 6,  # 6 heads ...
+    "head_dim": 64,  # ... of dimension 64
+    "d_ff": 1024,  # MLP dimension 1024
+    "n_layers": 4,  # 4 encoder and 4 decoder layers
+    "dropout": 0.1,  # 0.1 (GRID's config: 0.15)
+    "n_user_bins": 0,  # TIGER hashes users into 2000 tokens; GRID's default has none (no gain)
+    "batch_size": 256,  # TIGER: 256
+    "lr": 1e-3,  # GRID: Adam lr 1e-3 ...
+    "weight_decay": 1e-4,  # ... weight decay 1e-4 ...
+    "schedule": "constant",  # ... and no schedule
+    "warmup_steps": 0,
+    "grad_clip": None,  # GRID's trainer does not clip
+    "epochs": 400,  # ~200k steps of 256 on Beauty's ~131k samples (TIGER); early stopping ends sooner
+    "patience": 10,  # GRID: stop after 10 validations without improvement
+    "beam_size": 20,  # beam 20, constrained to valid SIDs, for metrics @5 and @10 (GRID)
+}
+
+# RPG (Hou et al., KDD 2025): the authors' code, facebookresearch/RPG_KDD2025 (genrec/default.yaml,
+# genrec/models/RPG/config.yaml) and its README's per-dataset commands; Beauty's by default.
+RPG_CONFIG = {
+    **DATA,
+    "n_digits": 32,  # n_codebook: 32 on Beauty (README)
+    "nbits": 8,  # codebook_size 256
+    "max_len": 50,  # max_item_seq_len
+    "hidden": 448,  # n_embd
+    "n_layers": 2,  # n_layer
+    "n_heads": 4,  # n_head
+    "ffn": 1024,  # n_inner
+    "dropout": 0.5,  # embd_pdrop and attn_pdrop
+    "resid_dropout": 0.0,  # resid_pdrop
+    "temperature": 0.03,  # --temperature=0.03 in every README command (config.yaml: 0.07)
+    "batch_size": 256,  # train_batch_size
+    "lr": 0.01,  # --lr=0.01 on Beauty (README)
+    "weight_decay": 0.0,  # weight_decay
+    "schedule": "cosine",  # the trainer's get_scheduler("cosine", ...)
+    "warmup_steps": 10000,  # warmup_steps
+    "grad_clip": 1.0,  # max_grad_norm
+    "epochs": 150,  # epochs
+    "patience": 20,  # patience, on val_metric ndcg@10, evaluated every epoch
+    "graph_decoding": True,  # also report the paper's graph-constrained decoding on test
+    "num_beams": 10,  # --num_beams=10
+    "n_edges": 100,  # --n_edges=100 on Beauty
+    "propagation_steps": 3,  # --propagation_steps=3 on Beauty
+}
+
+# The README's other Amazon categories (the handbook's dataset names are its folder names).
+RPG_PER_DATASET = {
+    "Sports_and_Outdoors": {"lr": 0.003, "n_digits": 16, "n_edges": 100, "propagation_steps": 2},
+    "Toys_and_Games": {"lr": 0.003, "n_digits": 16, "n_edges": 50, "propagation_steps": 5},
+    "CDs_and_Vinyl": {"lr": 0.001, "n_digits": 64, "n_edges": 500, "propagation_steps": 3},
+}
+
+# ACERec has no public code: RPG's tokenizer, transformer and training, plus its own parts at
+# the handbook's defaults (handbook/models/acerec.py): r = 4 latents per item.
+ACEREC_CONFIG = {
+    **{k: v for k, v in RPG_CONFIG.items() if k not in ("graph_decoding", "num_beams", "n_edges", "propagation_steps")},
+    "n_latents": 4,  # r, compression m / r = 8 at m = 32
+    "merger": "attention",  # the Attentive Token Merger ("mean": RPG's pooling, the ablation)
+    "intent_token": True,
+    "item_temperature": 0.03,
+    "item_weight": 1.0,  # token loss + 1.0 * item-level InfoNCE
+    "score_weight": None,  # None: item_weight
+}
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "most-popular": {"k_core": DATA["k_core"], "eval_batch_size": DATA["eval_batch_size"]},
+    "sasrec": SASREC,
+    "tiger": TIGER_CONFIG,
+    "rpg": RPG_CONFIG,
+    "acerec": ACEREC_CONFIG,
+}
+MODELS = tuple(CONFIGS)
+
+# Test-split numbers published for Beauty (Amazon 2014, 5-core, leave-one-out, full ranking).
+PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "Beauty": {
+        # TIGER, Table 2; RPG's table reprints it
+        "tiger": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+        # RPG, Table 2 (m = 32)
+        "rpg": {"recall@5": 0.0550, "ndcg@5": 0.0381, "recall@10": 0.0809, "ndcg@10": 0.0464},
+        # SASRec as RPG's Table 2 reports it (the number TIGER's Table 2 reports)
+        "sasrec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
+    }
+}
+METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+
+
+# --------------------------------------------------------------------------- names and configs
+
+
+def dataset_slug(dataset: str | Path) -> str:
+    """Filesystem-safe name of a dataset: "amazon2014:Beauty" and ".../amazon2014/Beauty" -> "Beauty"."""
+    text = str(dataset).rstrip("/\\")
+    if text.startswith("amazon2014:"):
+        name = text.split(":", 1)[1]
+    else:
+        path = Path(text)
+        if path.suffix == ".inter":
+            name = path.stem
+        elif path.name in ("sequential_data.txt", "datamaps.json"):
+            name = path.parent.name
+        else:
+            name = path.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+
+
+def _check_model(model: str) -> str:
+    """The canonical model name, or a ValueError listing the valid ones."""
+    name = str(model).strip().lower()
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {model!r}: choose from {', '.join(MODELS)}")
+    return name
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """An override converted to its default's type where that is lossless (1 -> 1.0, "true" -> True)."""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"override {name}={value!r}: expected true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+def make_config(model: str, dataset: str | Path, **overrides: Any) -> dict[str, Any]:
+    """The full config of `model` on `dataset`: paper defaults, per-dataset values, then overrides."""
+    name = _check_model(model)
+    config = copy.deepcopy(CONFIGS[name])
+    if name in ("rpg", "acerec"):
+        per_dataset = RPG_PER_DATASET.get(dataset_slug(dataset), {})
+        config.update({k: v for k, v in per_dataset.items() if k in config})
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(
+            f"unknown override(s) {', '.join(unknown)} for {name}; valid names: {', '.join(sorted(config))}"
+        )
+    for key, value in overrides.items():
+        config[key] = _coerce(key, value, config[key])
+    return config
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset after the k-core and leave-one-out split, with its items in internal-id order."""
+
+    name: str
+    slug: str
+    source: str
+    data: SequenceData
+    items: pd.DataFrame
+
+
+@functools.lru_cache(maxsize=2)
+def prepare_dataset(dataset: str, k_core: int = 5) -> PreparedData:
+    """Load, k-core and split `dataset` once per process (every model of a run shares it)."""
+    ds = load_dataset(dataset)
+    data = prepare(ds, k=k_core)
+    if data.n_users == 0:
+        raise ValueError(f"{dataset}: no user is left after the {k_core}-core; lower k_core")
+    return PreparedData(
+        ds.name, dataset_slug(dataset), ds.source, data, items_in_order(ds.items, data.item_ids)
+    )
+
+
+def _embeddings(prep: PreparedData, config: dict, context: DistributedContext, progress: bool) -> np.ndarray:
+    """Item text embeddings (n_items, d), row i = item id i + 1; computed and cached by rank 0."""
+    return on_main(
+        lambda: embed_texts(
+            item_texts(prep.items),
+            model=config["embed_model"],
+            device=str(context.device),
+            cache_dir=cache_dir("embeddings"),
+            show_progress=progress,
+        ),
+        context,
+    )
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass
+class Recipe:
+    """What `run_experiment` needs of one model: the module, its batches and how to evaluate it."""
+
+    model: Any
+    batches: Callable[[int], list] | None  # epoch -> global batches; None: nothing to train
+    steps_per_epoch: int
+    evaluate: Callable[[Any, str, tuple[int, ...]], dict[str, float]]  # (model, split, ks) -> metrics
+    sids: SemanticIDs | None = None
+
+
+def _split_arrays(data: SequenceData, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Validation and test (histories, targets), histories left-padded to `max_len`."""
+    return {split: data.eval_arrays(split, max_len) for split in ("valid", "test")}
+
+
+def _most_popular(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """Training popularity: nothing to train, the same ranking for every user."""
+    model = MostPopular().fit(prep.data.train_sequences(), prep.data.n_items)
+    arrays = _split_arrays(prep.data, 1)  # the history is not read
+
+    def evaluate(m, split, ks):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=config["eval_batch_size"])
+
+    return Recipe(model, None, 0, evaluate)
+
+
+def _sasrec(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """SASRec over item ids, every position of each window of `max_len` items labelled."""
+    c, data = config, prep.data
+    model = SASRec(data.n_items, max_len=c["max_len"], hidden=c["hidden"], n_layers=c["n_layers"], n_heads=c["n_heads"], dropout=c["dropout"])  # fmt: skip
+    train = data.train_sequences()
+    arrays = _split_arrays(data, c["max_len"])
+
+    def batches(epoch: int):
+        return SASRec.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch)
+
+    def evaluate(m, split, ks):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"])
+
+    return Recipe(model, batches, len(batches(0)), evaluate)
+
+
+def _tiger(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """TIGER on RQ-VAE SIDs with the de-duplication digit, sliding-window samples, beam search."""
+    c, data = config, prep.data
+    X = _embeddings(prep, c, context, progress)
+    tokenizer_args = {"n_levels": c["n_levels"], "width": c["width"], "seed": seed}
+    if str(c["tokenizer"]).lower() == "rqvae":
+        tokenizer_args.update(
+            hidden_dims=c["rqvae_hidden_dims"], latent_dim=c["rqvae_latent_dim"], beta=c["rqvae_beta"],
+            epochs=c["rqvae_epochs"], batch_size=c["rqvae_batch_size"], lr=c["rqvae_lr"],
+            device=str(context.device), verbose=progress,
+        )  # fmt: skip
+    # Rank 0 fits the tokenizer and every rank gets its codes: GPUs need not agree bit for bit.
+    codes = on_main(lambda: make_tokenizer(c["tokenizer"], **tokenizer_args).fit_encode(X), context)
+    sids = SemanticIDs.from_codes(codes, c["width"], dedup=True)
+    model = TIGER(
+        sids, max_items=c["max_items"], d_model=c["d_model"], n_heads=c["n_heads"], head_dim=c["head_dim"],
+        d_ff=c["d_ff"], n_encoder_layers=c["n_layers"], n_decoder_layers=c["n_layers"], dropout=c["dropout"],
+        n_user_bins=c["n_user_bins"],
+    )  # fmt: skip
+    train = data.train_sequences()
+    histories, targets = training_samples(train, c["max_items"], c["sliding_window"])
+    user_of_sample = None
+    if c["n_user_bins"]:
+        per_user = [max(len(s) - 1, 0) if c["sliding_window"] else int(len(s) > 1) for s in train]
+        user_of_sample = np.repeat(np.arange(data.n_users), per_user)
+    users = np.arange(data.n_users) if c["n_user_bins"] else None
+    arrays = _split_arrays(data, c["max_items"])
+
+    def batches(epoch: int):
+        return TIGER.make_batches(histories, targets, sids, c["batch_size"], seed=seed + epoch, users=user_of_sample)
+
+    def evaluate(m, split, ks):
+        return evaluate_generative(m, *arrays[split], ks=ks, beam_size=c["beam_size"], users=users, batch_size=c["eval_batch_size"])  # fmt: skip
+
+    return Recipe(model, batches, math.ceil(len(targets) / c["batch_size"]), evaluate, sids)
+
+
+def _long_sids(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> SemanticIDs:
+    """RPG's OPQ semantic IDs: fitted on the items of the training sequences, encoding every item."""
+    X = _embeddings(prep, config, context, progress)
+    train_rows = np.unique(np.concatenate(prep.data.train_sequences())) - 1  # item id i is row i - 1
+    codes = on_main(
+        lambda: OPQ(m=config["n_digits"], nbits=config["nbits"], seed=seed).fit_encode(X, train_rows=train_rows),
+        context,
+    )
+    return SemanticIDs.from_codes(codes, 2 ** config["nbits"], dedup=False)
+
+
+def _rpg_like(model_cls, extra: tuple[str, ...]):
+    """Recipe builder for RPG and its subclass ACERec (same SIDs, batches and exact scoring)."""
+
+    def build(
+        config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+    ) -> Recipe:
+        c, data = config, prep.data
+        sids = _long_sids(c, prep, context, seed, progress)
+        keys = ("max_len", "hidden", "n_layers", "n_heads", "ffn", "dropout", "resid_dropout", "temperature", *extra)
+        model = model_cls(sids, **{k: c[k] for k in keys})
+        train = data.train_sequences()
+        arrays = _split_arrays(data, c["max_len"])
+
+        def batches(epoch: int):
+            return model_cls.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch)
+
+        def evaluate(m, split, ks):
+            return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"])
+
+        return Recipe(model, batches, len(batches(0)), evaluate, sids)
+
+    return build
+
+
+RECIPES = {
+    "most-popular": _most_popular,
+    "sasrec": _sasrec,
+    "tiger": _tiger,
+    "rpg": _rpg_like(RPG, ()),
+    "acerec": _rpg_like(
+        ACERec, ("n_latents", "merger", "intent_token", "item_temperature", "item_weight", "score_weight")
+    ),
+}
+
+
+# --------------------------------------------------------------------------- one experiment
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device, e.g. "NVIDIA H100 80GB HBM3" or "cpu (x86_64, 2 threads)"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" when files differ from it), or None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def command_line(dataset: str, model: str, seed: int, device: str, overrides: dict, world_size: int) -> str:
+    """The shell command that reruns one experiment."""
+    args = [str(dataset), "--models", model, "--seed", str(seed), "--device", str(device)]
+    for key, value in overrides.items():
+        args += ["-o", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    launcher = f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python"
+    return f"{launcher} -m handbook.experiment {shlex.join(args)}"
+
+
+def run_experiment(
+    model: str,
+    dataset: str | Path,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    show_progress: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train and test `model` on `dataset` at paper settings; write `<out_dir>/<dataset>/<model>.json`.
+
+    `overrides` replace config values (`make_config`); `out_dir` defaults to results/ in
+    the checkout. Returns the record written (on other torchrun ranks than 0, which
+    write nothing, a record without test metrics).
+    """
+    name = _check_model(model)
+    config = make_config(name, dataset, **overrides)  # bad names fail before any work
+    dataset = str(dataset)
+    out = Path(out_dir) if out_dir is not None else repo_root() / "results"
+    context = init_distributed(device)
+    started = time.perf_counter()
+    prep = prepare_dataset(dataset, config["k_core"])
+    seed_everything(seed)
+    recipe = RECIPES[name](config, prep, context, seed, show_progress)
+
+    run = None
+    if recipe.batches is not None:
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / prep.slug / name
+        run = fit(
+            recipe.model, recipe.batches, lambda m: recipe.evaluate(m, "valid", (5, 10)),
+            epochs=config["epochs"], lr=config["lr"], weight_decay=config["weight_decay"],
+            warmup_steps=config["warmup_steps"], schedule=config["schedule"], grad_clip=config["grad_clip"],
+            patience=config["patience"], metric="ndcg@10", device=context.device, amp=config["amp"],
+            seed=seed, steps_per_epoch=recipe.steps_per_epoch, checkpoint_dir=ckpt, show_progress=show_progress,
+        )  # fmt: skip
+    record: dict[str, Any] = {
+        "model": name,
+        "dataset": prep.slug,
+        "world_size": context.world_size,
+        "rank": context.rank,
+    }
+    if not context.is_main:
+        return record
+
+    with torch.no_grad():
+        valid = recipe.evaluate(recipe.model, "valid", (5, 10)) if run is None else run.best_metrics
+        test = recipe.evaluate(recipe.model, "test", (5, 10))
+        test_graph = None
+        if config.get("graph_decoding"):
+            graph = recipe.sids.knn_graph(
+                config["n_edges"], recipe.model.token_table().detach(), device=str(context.device)
+            )
+            histories, targets = prep.data.eval_arrays("test", config["max_len"])
+            test_graph = evaluate_graph(
+                recipe.model, histories, targets, graph, ks=(5, 10), num_beams=config["num_beams"],
+                propagation_steps=config["propagation_steps"], seed=seed, batch_size=config["eval_batch_size"],
+            )  # fmt: skip
+    n_parameters = (
+        sum(p.numel() for p in recipe.model.parameters())
+        if isinstance(recipe.model, torch.nn.Module)
+        else 0
+    )
+    record.update(
+        {
+            "status": "ok",
+            "dataset_name": prep.name,
+            "dataset_source": prep.source,
+            "n_users": prep.data.n_users,
+            "n_items": prep.data.n_items,
+            "test": test,
+            "test_graph_decoding": test_graph,
+            "published": PUBLISHED.get(prep.slug, {}).get(name),
+            "validation": {
+                "metric": "ndcg@10",
+                "best": valid,
+                "best_epoch": None if run is None else run.best_epoch,
+                "epochs_run": 0 if run is None else run.epochs_run,
+                "stopped_early": False if run is None else run.stopped_early,
+                "history": [] if run is None else run.history,
+            },
+            "config": config,
+            "sid": None if recipe.sids is None else recipe.sids.summary(),
+            "n_parameters": n_parameters,
+            "seed": seed,
+            "device": str(context.device),
+            "device_name": device_name(context.device),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "train_seconds": 0.0 if run is None else run.seconds,
+            "total_seconds": time.perf_counter() - started,
+            "command": command_line(dataset, name, seed, device, overrides, context.world_size),
+            "git_commit": git_commit(),
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    write_json_atomic(out / prep.slug / f"{name}.json", record)
+    return record
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parse_value(text: str) -> Any:
+    """A -o value as JSON (numbers, booleans, lists, null) or else as a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: list[str], models: list[str]) -> dict[str, Any]:
+    """NAME=VALUE strings -> {name: value}; each name must be a config value of some chosen model."""
+    overrides: dict[str, Any] = {}
+    known = set().union(*(CONFIGS[m] for m in models))
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"-o {item!r}: expected NAME=VALUE, e.g. -o epochs=1")
+        if key not in known:
+            valid = "; ".join(f"{m}: {', '.join(sorted(CONFIGS[m]))}" for m in models)
+            raise ValueError(f"-o {key}: no chosen model has this setting. Valid names per model: {valid}")
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def summary_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Ours beside the published numbers: one row per model, test metrics and train time."""
+    rows = []
+    for name, record in records.items():
+        row = {"model": name, **{k: record["test"].get(k) for k in METRICS}}
+        published = record.get("published") or {}
+        row.update({f"paper {k}": published.get(k) for k in METRICS})
+        row["train s"] = round(record.get("train_seconds", 0.0))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def run_all(
+    dataset: str,
+    models: list[str],
+    overrides: dict[str, Any],
+    **kwargs: Any,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run every model in turn; a failure is recorded and the next model still runs.
+
+    Returns ({model: record}, {model: "ErrorType: message"}).
+    """
+    records: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for name in models:
+        own = {k: v for k, v in overrides.items() if k in CONFIGS[name]}
+        if is_main_process():  # one line per model, not one per torchrun rank
+            print(f"--> {name} on {dataset}", flush=True)
+        try:
+            records[name] = run_experiment(name, dataset, **own, **kwargs)
+        except Exception as err:  # reported below; the other models still run
+            message = str(err).strip().splitlines()
+            failures[name] = f"{type(err).__name__}: {message[-1] if message else ''}"
+            print(f"    {name} FAILED: {failures[name]}", file=sys.stderr, flush=True)
+            traceback.print_exc(file=sys.stderr)
+            continue
+        record = records[name]
+        if "test" in record:
+            metrics = ", ".join(f"{k} {record['test'][k]:.4f}" for k in METRICS)
+            print(f"    {metrics} ({record['train_seconds']:.0f} s training)", flush=True)
+    return records, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (1 if any model failed)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook.experiment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", help='"ml-100k", "amazon2014:<Category>" or a dataset folder')
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/ in the checkout)")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="also save each model's best weights here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+
+    try:
+        models = [_check_model(m) for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise ValueError("--models is empty: name at least one model")
+        overrides = parse_overrides(args.override, models)
+        k_core = overrides.get("k_core", DATA["k_core"])
+        prepare_dataset(args.dataset, int(k_core))  # a bad dataset fails here, once
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+        parser.error(str(err))
+
+    try:
+        records, failures = run_all(
+            args.dataset, models, overrides, device=args.device, seed=args.seed, out_dir=args.out,
+            checkpoint_dir=args.checkpoints, show_progress=not args.no_progress,
+        )  # fmt: skip
+        done = {name: r for name, r in records.items() if "test" in r}
+        if done:
+            out = args.out if args.out is not None else repo_root() / "results"
+            with pd.option_context("display.width", 160, "display.max_columns", None):
+                print(f"\nTest split ({dataset_slug(args.dataset)}), results in {out / dataset_slug(args.dataset)}:")
+                print(summary_table(done).round(4).to_string())
+        if failures:
+            print(f"\n{len(failures)} model(s) failed: {', '.join(failures)}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

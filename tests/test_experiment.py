@@ -1,0 +1,158 @@
+"""`python -m handbook.experiment`: every model end to end on ml-100k at a tiny size, configs, errors, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from handbook import experiment
+from handbook.experiment import (
+    CONFIGS,
+    dataset_slug,
+    main,
+    make_config,
+    parse_overrides,
+    run_experiment,
+)
+
+# Tiny sizes: each model trains one epoch in seconds on a CPU core.
+TINY = {
+    "most-popular": {},
+    "sasrec": {"epochs": 1, "hidden": 8, "n_layers": 1, "max_len": 5, "batch_size": 1024},
+    "tiger": {
+        "epochs": 1, "d_model": 16, "n_heads": 2, "head_dim": 8, "d_ff": 32, "n_layers": 1,
+        "max_items": 3, "sliding_window": False, "rqvae_epochs": 1, "width": 16, "beam_size": 10,
+        "batch_size": 1024,
+    },
+    "rpg": {
+        "epochs": 1, "hidden": 16, "n_heads": 2, "ffn": 32, "n_layers": 1, "max_len": 5,
+        "n_digits": 4, "nbits": 4, "n_edges": 10, "warmup_steps": 0, "batch_size": 1024,
+    },
+    "acerec": {
+        "epochs": 1, "hidden": 16, "n_heads": 2, "ffn": 32, "n_layers": 1, "max_len": 5,
+        "n_digits": 4, "nbits": 4, "n_latents": 2, "warmup_steps": 0, "batch_size": 1024,
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def check_metrics(metrics: dict[str, float]) -> None:
+    """Sane ranking metrics: 0 <= N@5 <= N@10 <= R@10 <= 1 and N@5 <= R@5 <= R@10."""
+    r5, n5, r10, n10 = (metrics[k] for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"))
+    assert 0 <= n5 <= n10 <= r10 <= 1
+    assert n5 <= r5 <= r10
+
+
+@pytest.mark.parametrize("model", list(TINY))
+def test_model_runs_end_to_end(model, tmp_path) -> None:
+    record = run_experiment(model, "ml-100k", device="cpu", seed=3, out_dir=tmp_path, **TINY[model])
+    path = tmp_path / "ml-100k" / f"{model}.json"
+    saved = json.loads(path.read_text())
+    assert saved["test"] == record["test"] and saved["config"] == record["config"]
+    assert [p.name for p in path.parent.iterdir()] == [f"{model}.json"]  # no temporary left
+    check_metrics(saved["test"])
+    check_metrics(saved["validation"]["best"])
+    assert saved["status"] == "ok" and saved["model"] == model and saved["dataset"] == "ml-100k"
+    assert saved["config"] == make_config(model, "ml-100k", **TINY[model])
+    assert saved["seed"] == 3 and saved["device"] == "cpu" and saved["torch_version"] == torch.__version__
+    assert saved["device_name"].startswith("cpu") and saved["world_size"] == 1
+    assert saved["command"].startswith("python -m handbook.experiment ml-100k --models " + model)
+    assert (saved["n_users"], saved["n_items"]) == (943, 1349)
+    assert saved["git_commit"] is None or len(saved["git_commit"].split("+")[0]) == 40
+    if model == "most-popular":
+        assert saved["validation"]["epochs_run"] == 0 and saved["n_parameters"] == 0
+    else:
+        assert saved["validation"]["epochs_run"] == 1 and saved["validation"]["best_epoch"] == 1
+        assert saved["train_seconds"] > 0 and saved["n_parameters"] > 0
+        assert saved["validation"]["history"][0]["val_ndcg@10"] == saved["validation"]["best"]["ndcg@10"]
+    if model == "tiger":
+        assert saved["sid"]["n_digits"] == 4 and saved["sid"]["dedup"]  # 3 levels + the dedup digit
+        assert saved["test"]["invalid_share"] == 0.0  # constrained beam search
+    if model == "rpg":
+        assert saved["sid"]["n_digits"] == 4 and not saved["sid"]["dedup"]
+        check_metrics(saved["test_graph_decoding"])
+
+
+def test_overrides_and_paper_configs() -> None:
+    config = make_config("rpg", "ml-100k", epochs=2, lr=1, hidden=32.0, graph_decoding="false")
+    assert config["epochs"] == 2 and config["hidden"] == 32 and isinstance(config["hidden"], int)
+    assert config["lr"] == 1.0 and isinstance(config["lr"], float)
+    assert config["graph_decoding"] is False
+    assert config["n_digits"] == 32 and config["temperature"] == 0.03  # Beauty's values by default
+    # the RPG README's per-category values, found from the dataset's name or folder
+    toys = make_config("rpg", "amazon2014:Toys_and_Games")
+    assert (toys["lr"], toys["n_digits"], toys["n_edges"]) == (0.003, 16, 50)
+    assert make_config("acerec", "/data/amazon2014/CDs_and_Vinyl")["n_digits"] == 64
+    assert make_config("rpg", "amazon2014:Toys_and_Games", lr=0.5)["lr"] == 0.5  # -o wins
+    assert make_config("tiger", "x")["beam_size"] == 20 and CONFIGS["tiger"]["epochs"] == 400
+    # the defaults are not modified by a run's overrides
+    assert make_config("rpg", "ml-100k")["epochs"] == 150
+
+
+def test_parse_overrides() -> None:
+    parsed = parse_overrides(["epochs=1", "amp=bf16", "score_weight=null", "rqvae_hidden_dims=[8,4]"], ["tiger", "acerec"])
+    assert parsed == {"epochs": 1, "amp": "bf16", "score_weight": None, "rqvae_hidden_dims": [8, 4]}
+    with pytest.raises(ValueError, match="no chosen model has this setting.*sasrec: .*hidden"):
+        parse_overrides(["d_model=8"], ["sasrec"])  # TIGER's name, but TIGER is not chosen
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_overrides(["epochs"], ["sasrec"])
+
+
+def test_bad_names_are_clear_errors(tmp_path, capsys) -> None:
+    with pytest.raises(ValueError, match="unknown model 'bert4rec'.*sasrec, tiger, rpg, acerec"):
+        run_experiment("bert4rec", "ml-100k", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown override.*hiden.*valid names: .*hidden"):
+        run_experiment("sasrec", "ml-100k", out_dir=tmp_path, hiden=8)
+    with pytest.raises(ValueError, match="unknown dataset 'no-such-data'"):
+        run_experiment("most-popular", "no-such-data", out_dir=tmp_path)
+    for argv, message in [
+        (["ml-100k", "--models", "sasrec,bert4rec"], "unknown model 'bert4rec'"),
+        (["ml-100k", "--models", "sasrec", "-o", "n_digits=4"], "no chosen model has this setting"),
+        ([str(tmp_path / "missing"), "--models", "most-popular"], "unknown dataset"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--out", str(tmp_path), "--no-progress"])
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_failing_model_is_reported_and_others_run(tmp_path, capsys) -> None:
+    out = tmp_path / "results"
+    earlier = out / "ml-100k" / "rpg.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"from": "an earlier run"}\n')
+    # OPQ cannot cut the 384-d embeddings into 5 digits: RPG fails, most-popular does not.
+    argv = ["ml-100k", "--models", "rpg,most-popular", "--out", str(out), "--device", "cpu", "--no-progress"]
+    code = main([*argv, "-o", "n_digits=5", "-o", "epochs=1"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "rpg" in captured.err and "FAILED" in captured.err and "divisible by m (5)" in captured.err
+    assert "most-popular" in captured.out  # the summary table of the models that ran
+    check_metrics(json.loads((out / "ml-100k" / "most-popular.json").read_text())["test"])
+    # the failed model wrote nothing: its earlier result is intact and no temporary is left
+    assert earlier.read_text() == '{"from": "an earlier run"}\n'
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["most-popular.json", "rpg.json"]
+
+    records, failures = experiment.run_all("ml-100k", ["rpg", "most-popular"], {"n_digits": 5}, out_dir=out, device="cpu")
+    assert list(failures) == ["rpg"] and "ValueError" in failures["rpg"]
+    assert list(records) == ["most-popular"]
+
+
+def test_dataset_slug() -> None:
+    assert dataset_slug("ml-100k") == "ml-100k"
+    assert dataset_slug("amazon2014:Beauty") == "Beauty"
+    assert dataset_slug("../shared/data/amazon2014/Beauty/") == "Beauty"
+    assert dataset_slug("/data/Beauty/sequential_data.txt") == "Beauty"
+    assert dataset_slug("/data/recbole/ml-1m/ml-1m.inter") == "ml-1m"
+    assert dataset_slug("/data/My Data (v2)") == "My_Data_v2"

@@ -136,6 +136,19 @@ def test_graph_decoding_returns_distinct_catalogue_items_best_first() -> None:
         graph_decode(log_probs, codes, graph, num_beams=2, k=3)
 
 
+def test_graph_decoding_checks_the_graph_unless_told_it_was_checked() -> None:
+    n_items, m, width = 20, 4, 8
+    codes = _unique_codes(n_items, m, width, seed=4)
+    graph = SemanticIDs.from_codes(codes, width, dedup=False).knn_graph(3)
+    log_probs = _random_log_probs(5, m, width, seed=0)
+    bad = graph.copy()
+    bad[0, 0] = n_items  # an item id where a 0-based row belongs
+    with pytest.raises(ValueError, match="0-based rows"):
+        graph_decode(log_probs, codes, bad, num_beams=4)
+    checked = graph_decode(log_probs, codes, graph, num_beams=4, check=False)
+    assert torch.equal(checked.items, graph_decode(log_probs, codes, graph, num_beams=4).items)
+
+
 @pytest.mark.parametrize("num_beams", [5, 12])
 def test_graph_decoding_on_a_complete_graph_equals_exact_scoring(num_beams: int) -> None:
     n_items, m, width = 12, 3, 4

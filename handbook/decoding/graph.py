@@ -88,6 +88,7 @@ def graph_decode(
     k: int | None = None,
     seed: int = 0,
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> GraphDecodeResult:
     """Top-k items per user by a beam walk over the item graph, scored by mean digit log-prob.
 
@@ -96,7 +97,9 @@ def graph_decode(
     neighbour item *indices* (0-based rows of `codes`), e.g. `SemanticIDs.knn_graph`.
     k: items returned (default and at most `num_beams`). Start items come from
     `generator` (a CPU torch.Generator, to continue one stream over many batches)
-    or else from a fresh generator seeded with `seed`.
+    or else from a fresh generator seeded with `seed`. `check=False` skips the scan of
+    every code and edge for out-of-range values, which costs O(n_items) per call: pass it
+    when the same catalogue and graph were checked already (`graph_rank_all` checks once).
     """
     if digit_log_probs.ndim != 3:
         raise ValueError(
@@ -111,14 +114,14 @@ def graph_decode(
         raise ValueError(
             f"codes must be (n_items, {m}) to match the log-probs, got {tuple(codes.shape)}"
         )
-    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= width):
+    if check and codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= width):
         raise ValueError(f"codes must lie in [0, {width}), the log-probs' codebook size")
     if graph.ndim != 2 or graph.shape[0] != n_items or graph.shape[1] < 1:
         raise ValueError(
             f"graph must be (n_items={n_items}, n_edges >= 1), got {tuple(graph.shape)}: "
             "build it with SemanticIDs.knn_graph on the same catalogue"
         )
-    if int(graph.min()) < 0 or int(graph.max()) >= n_items:
+    if check and (int(graph.min()) < 0 or int(graph.max()) >= n_items):
         raise ValueError(
             f"graph holds item indices outside [0, {n_items}): it must list 0-based rows of codes"
         )
@@ -202,6 +205,7 @@ def graph_rank_all(
             num_beams=num_beams,
             propagation_steps=propagation_steps,
             generator=gen,
+            check=start == 0,  # the catalogue and graph are the same for every batch
         )
         ranks.append(graph_ranks(result.items, targets[start : start + batch_size], len(codes)))
         visited.append(result.n_visited.cpu().numpy())

@@ -260,3 +260,19 @@ def test_acerec_rejects_dedup_digits_and_mixed_codebooks() -> None:
         ACERec(SemanticIDs.from_codes(codes, 4, dedup=True), hidden=8, n_heads=2)
     with pytest.raises(ValueError, match="same number of codes"):
         ACERec(SemanticIDs.from_codes(codes, [4, 5], dedup=False), hidden=8, n_heads=2)
+
+
+def test_scoring_reuses_item_representations_until_a_weight_changes() -> None:
+    sids = _sids()
+    model = _tiny_acerec(sids).eval()
+    with torch.no_grad():
+        first = model.scores(INPUTS)
+        assert torch.equal(model.scores(INPUTS), first)  # served from the cache
+        model.merger.queries.add_(0.5)  # an in-place update, as an optimizer step does
+        changed = model.scores(INPUTS)
+    torch.manual_seed(0)
+    fresh = ACERec(sids, **{"n_latents": 2, **TINY})
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(changed, first)
+        assert torch.allclose(changed, fresh.eval().scores(INPUTS), atol=1e-6)

@@ -176,6 +176,7 @@ class ACERec(RPG):
             AttentiveTokenMerger(self.n_latents, hidden, n_heads) if merger == "attention" else None
         )
         self.intent = nn.Parameter(torch.randn(hidden) * 0.02) if self.intent_token else None
+        self._item_cache: tuple[tuple, torch.Tensor] | None = None  # see _catalogue_representations
 
     # ------------------------------------------------------------------ items
     def item_latents(self, item_ids: torch.Tensor) -> torch.Tensor:
@@ -206,6 +207,19 @@ class ACERec(RPG):
             for start in range(0, self.n_items, self.score_batch_size)
         ]
         return torch.cat(parts)  # (n_items, D), row i = item id i + 1
+
+    def _catalogue_representations(self) -> torch.Tensor:
+        """Every item's representation (n_items, D), merged once per set of weights when no gradient is needed.
+
+        Scoring calls this for every batch of users; the cache key changes with any
+        update of a parameter (in place: its version counter; moved: its storage).
+        """
+        if torch.is_grad_enabled():
+            return self.item_representations()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._item_cache is None or self._item_cache[0] != key:
+            self._item_cache = (key, self.item_representations())
+        return self._item_cache[1]
 
     # ------------------------------------------------------------------ encoder
     def _encode(self, input_ids: torch.Tensor, intents: Literal["every", "last"]) -> torch.Tensor:
@@ -293,7 +307,7 @@ class ACERec(RPG):
     def _item_log_probs(self, states: torch.Tensor) -> torch.Tensor:
         """Item-level log-probability of every catalogue item: (B, n_items), softmax over all items."""
         queries = F.normalize(self.item_proj(states), dim=-1)  # (B, D)
-        keys = F.normalize(self.item_representations(), dim=-1)  # (n_items, D)
+        keys = F.normalize(self._catalogue_representations(), dim=-1)  # (n_items, D)
         return F.log_softmax((queries @ keys.T).float() / self.item_temperature, dim=-1)
 
     def scores(self, histories: torch.Tensor) -> torch.Tensor:

@@ -170,12 +170,12 @@ def popularity_buckets(counts: np.ndarray, edges: Iterable[int]) -> tuple[np.nda
     bucket i counts in [edges[i-1], edges[i]), the last bucket counts >= edges[-1].
     """
     edges = [int(e) for e in edges]
-    if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 1:
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
         raise ValueError(f"popularity edges must be increasing integers >= 1, got {edges}")
     counts = np.asarray(counts).reshape(-1)
     bounds = [0, *edges]
     names = [
-        str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:])
+        str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(bounds, bounds[1:], strict=False)
     ] + [f"{edges[-1]}+"]
     return np.searchsorted(edges, counts, side="right"), names
 

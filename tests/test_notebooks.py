@@ -1,11 +1,13 @@
 """Every notebook executes with papermill at small parameters and writes sane metrics.json.
 
 The committed outputs are checked separately by nbval (`pytest --nbval notebooks/`, run by
-`make test` through pyproject's addopts).
+`make test` through pyproject's addopts). `make test-gpu` runs these tests with
+HANDBOOK_DEVICE=cuda, which sets the `device` parameter of every notebook that has one.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from handbook.runner import execute_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+DEVICE = os.environ.get("HANDBOOK_DEVICE")  # e.g. "cuda" under `make test-gpu`; None: each default
 
 # Small parameters per notebook, and a check of what its metrics.json must hold.
 SMALL = {
@@ -47,6 +50,32 @@ SMALL = {
         "n_edges": 10,
         "tiger_epochs": 1,
         "sasrec_epochs": 1,
+    },
+    "08_acerec": {
+        "n_digits": 8,
+        "n_latents": 2,
+        "latent_sweep": [1, 2],
+        "ablations": ["no-intent", "mean-pooling"],
+        "hidden": 32,
+        "ffn": 64,
+        "epochs": 1,
+        "popularity_edges": [1, 50],
+        "tiger_epochs": 1,
+        "sasrec_epochs": 1,
+    },
+    "09_sweeps": {"sweep": "sweeps/matmul-throughput-smoke.yaml"},
+    "10_efficiency": {
+        "catalogue_sizes": [1000, 2000],
+        "fixed_catalogue": 1000,
+        "sid_lengths": [8],
+        "tiger_beams": [5],
+        "graph_beams": [5],
+        "batch_size": 4,
+        "repeats": 1,
+        "batch_repeats": 1,
+        "train_sid_lengths": [8],
+        "train_steps": 1,
+        "threads": 1,
     },
 }
 
@@ -136,6 +165,48 @@ def check_07_rpg(metrics: dict) -> None:
     assert set(metrics["test"]) >= {"most-popular", "SASRec", "TIGER (beam 10)", "RPG m=8 (exact)"}
 
 
+def check_08_acerec(metrics: dict) -> None:
+    assert (metrics["n_digits"], metrics["n_latents"]) == (8, 2)
+    assert set(metrics["compression_sweep"]) == {"1", "2"}
+    assert metrics["compression_sweep"]["1"]["compression m / r"] == 8
+    # the ablation arms asked for, the full model and RPG; nothing else
+    assert set(metrics["ablations"]) == {"ACERec r=2 (full)", "no-intent", "mean-pooling", "RPG (all three off)"}
+    test = metrics["test"]
+    assert set(test) == {"most-popular", "SASRec", "TIGER (beam 10)", "RPG m=8", "ACERec r=2"}
+    for name, row in {**test, **metrics["ablations"]}.items():
+        assert 0 <= row["ndcg@5"] <= row["ndcg@10"] <= row["recall@10"] <= 1, name
+    assert test["most-popular"]["ndcg@10"] == pytest.approx(0.0224, abs=5e-4)
+    # cold start: two edges make three buckets that together hold every test user
+    for name, buckets in metrics["cold_start"].items():
+        assert list(buckets) == ["0", "1-49", "50+"], name
+        assert sum(row["users"] for row in buckets.values()) == metrics["n_users"], name
+
+
+def check_09_sweeps(metrics: dict) -> None:
+    assert metrics["sweep"] == "matmul-throughput-smoke" and metrics["notebook"] == "00_overview.ipynb"
+    assert (metrics["n_runs"], metrics["n_ok"], metrics["n_failed"]) == (4, 4, 0)
+    summary = metrics["summary"]
+    assert set(summary) == {"matrix_size=64", "matrix_size=128"}  # 2 sizes x 2 seeds
+    for setting, row in summary.items():
+        assert row["n"] == 2 and row["GFLOP/s mean"] > 0 and row["GFLOP/s std"] >= 0, setting
+
+
+def check_10_efficiency(metrics: dict) -> None:
+    assert metrics["n_missing"] == 0 and metrics["n_requested"] == 16 and metrics["batch_size"] == 4
+    methods = {"TIGER beam search", "RPG exact scoring", "RPG graph decoding", "ACERec exact scoring"}
+    assert set(metrics["latency_ms_per_user"]) == set(metrics["users_per_s"]) == methods
+    for method in methods:
+        assert set(metrics["latency_ms_per_user"][method]) == {"1000", "2000"}, method
+        assert all(v > 0 for v in metrics["latency_ms_per_user"][method].values()), method
+        assert all(v > 0 for v in metrics["users_per_s"][method].values()), method
+    assert set(metrics["latency_by_beam"]) == {"TIGER beam search", "RPG graph decoding"}
+    assert set(metrics["latency_by_sid_length"]) == {
+        "RPG exact scoring", "RPG graph decoding", "ACERec exact scoring"
+    }  # fmt: skip
+    assert set(metrics["training_samples_per_s"]) == {"tiger m=3", "rpg m=8", "acerec m=8"}
+    assert all(v > 0 for v in metrics["training_samples_per_s"].values())
+
+
 CHECKS = {
     "00_overview": check_00_overview,
     "01_data": check_01_data,
@@ -145,7 +216,17 @@ CHECKS = {
     "05_tiger": check_05_tiger,
     "06_design_choices": check_06_design_choices,
     "07_rpg": check_07_rpg,
+    "08_acerec": check_08_acerec,
+    "09_sweeps": check_09_sweeps,
+    "10_efficiency": check_10_efficiency,
 }
+
+
+def _parameter_names(name: str) -> set[str]:
+    """Names in a notebook's `parameters` cell."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")))
 
 
 def test_every_notebook_has_a_papermill_test() -> None:
@@ -156,7 +237,10 @@ def test_every_notebook_has_a_papermill_test() -> None:
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_notebook_runs_with_small_parameters(name: str, tmp_path: Path) -> None:
-    metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, SMALL[name])
+    params = dict(SMALL[name])
+    if DEVICE is not None and "device" in _parameter_names(name):
+        params["device"] = DEVICE
+    metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, params)
     CHECKS[name](metrics)
     assert (tmp_path / f"{name}.ipynb").is_file()
 

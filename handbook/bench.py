@@ -30,17 +30,17 @@ Catalogues are made by sampling codes uniformly at random per digit (`sample_cod
 seeded). Choices a reader should know about, because the package's defaults would not
 fit a benchmark of 1M items on a CPU:
 
-* **graph**: `SemanticIDs.knn_graph` is exact and O(n_items^2) (about 20 s for 10k
-  items at m = 32 on a 2-core CPU, so days at 1M). Graph decoding's cost depends on the
+* **graph**: `SemanticIDs.knn_graph` is exact and O(n_items^2) (about 10 s for 10k
+  items at m = 32 on a 2-core CPU, so a day or more at 1M). Graph decoding's cost depends on the
   number of beams, edges and steps, not on how the edges were found, so the decoding
   cells use a random graph (`random_graph`: `n_edges` uniform random other items per
   item). The exact graph's build time is measured for catalogues up to
   `exact_graph_max_items` and extrapolated quadratically above (records with
   `estimated: true`).
-* **ACERec's item table**: `ACERec.scores` merges the m tokens of every catalogue item on
-  every call (what training needs). At inference those representations do not depend on
-  the user, so the benchmark computes them once (`acerec_item_table`, a build cost) and
-  scores with the cached table (`acerec_scores`, equal to `ACERec.scores`: a test checks).
+* **ACERec's item table**: `ACERec.scores` compares the user's intent with every item's
+  merged representation (`ACERec.item_keys`, merged once per set of weights). The benchmark
+  builds that table itself (`acerec_item_table`), times it as a build cost and passes it
+  to `ACERec.scores(histories, item_keys=...)`.
   Above `acerec_table_max_items` items (CPU default 10k; merging 1M items would take
   minutes) the table holds the first items' real representations repeated to the
   catalogue's size: scoring cost depends on the table's shape, not its values; the build
@@ -276,7 +276,7 @@ def _histories(rng: np.random.Generator, n_items: int, rows: int, length: int) -
 # ---------------------------------------------------------------------------- ACERec with a cached item table
 @torch.no_grad()
 def acerec_item_table(model: ACERec, max_items: int | None = None) -> tuple[torch.Tensor, int]:
-    """Normalised item representations (n_items, D) of an ACERec, and how many were merged for real.
+    """ACERec's item keys (n_items, D) for `model.scores(h, item_keys=...)`, and how many were merged for real.
 
     With `max_items` < n_items only the first `max_items` items are merged and their rows
     repeated to n_items rows (a table of the right shape for timing, see the module docstring).
@@ -293,18 +293,6 @@ def acerec_item_table(model: ACERec, max_items: int | None = None) -> tuple[torc
     if real < n:
         keys = keys.repeat(math.ceil(n / real), 1)[:n]
     return keys, real
-
-
-@torch.no_grad()
-def acerec_scores(model: ACERec, item_table: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-    """`ACERec.scores` with the item table computed once (`acerec_item_table`): (B, n_items + 1)."""
-    states = model.intent_states(histories)  # (B, D)
-    out = model._catalogue_scores(model._log_probs_from_states(states))  # token level, pad col -inf
-    if model.score_weight != 0:
-        queries = F.normalize(model.item_proj(states), dim=-1)  # (B, D)
-        item = F.log_softmax((queries @ item_table.T).float() / model.item_temperature, dim=-1)
-        out[:, 1:] += model.score_weight * item
-    return out
 
 
 def exact_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -840,7 +828,7 @@ def _run_long_sid_models(config: BenchConfig, settings: dict, dev: torch.device,
                 )
             )  # fmt: skip
             for key in acerec_keys:
-                measure(key, lambda h, model=model, table=table: exact_top_k(acerec_scores(model, table, h.to(dev)), config.top_k), {"item_table": "model" if real == n else f"first {real} items repeated"})
+                measure(key, lambda h, model=model, table=table: exact_top_k(model.scores(h.to(dev), item_keys=table), config.top_k), {"item_table": "model" if real == n else f"first {real} items repeated"})
             del model, table
             _free(dev)
         del sids
@@ -1055,6 +1043,17 @@ def plot_axis(ax, results: dict[str, Any], axis: str, quantity: str = "latency_m
         {"latency_ms_per_user": "ms per user", "users_per_s": "users per second", "peak_mem_mb": "peak memory (MB)"}.get(quantity, quantity)
         + (f", batch {batch}" if batched else ", batch 1")
     )
+
+
+def plot_pair(results: dict[str, Any], axis: str, batched_quantity: str = "users_per_s"):
+    """Batch-1 latency (left) and a batched quantity (right) along one axis; returns the figure."""
+    from handbook import plotting
+
+    fig, (left, right) = plotting.subplots(ncols=2, width=4.8, height=3.4)
+    plot_axis(left, results, axis, "latency_ms_per_user", batched=False)
+    plot_axis(right, results, axis, batched_quantity, batched=True)
+    left.legend(fontsize=8)
+    return fig
 
 
 def plot_overview(results: dict[str, Any], title: str | None = None):

@@ -216,7 +216,7 @@ def test_cached_acerec_scores_equal_model_scores(score_weight: float | None) -> 
     assert merged == 40 and table.shape == (40, 16)
     with torch.no_grad():
         expected = model.scores(histories)
-        got = bench.acerec_scores(model, table, histories)
+        got = model.scores(histories, item_keys=table)
     assert torch.allclose(got[:, 1:], expected[:, 1:], atol=1e-5)
     assert torch.isinf(got[:, 0]).all()
     assert torch.equal(bench.exact_top_k(got, 5), bench.exact_top_k(expected, 5))
@@ -292,6 +292,9 @@ def test_plots_draw_one_line_per_method_of_each_axis(results: dict) -> None:
     assert [len(ax.lines) for ax in axes] == [4, 2, 3, 4, 2, 3]
     catalogue_rpg = bench.axis_series(results, "catalogue", "latency_ms_per_user")["rpg_exact"]
     assert catalogue_rpg[0] == [200, 400]
+    pair = bench.plot_pair(results, "beam", "peak_mem_mb")
+    assert [len(ax.lines) for ax in pair.axes] == [2, 2]
+    assert "memory" in pair.axes[1].get_ylabel()
     fig2, ax = plt.subplots()
     bench.plot_training(ax, results)
     assert len(ax.lines) == 3

@@ -176,7 +176,7 @@ class ACERec(RPG):
             AttentiveTokenMerger(self.n_latents, hidden, n_heads) if merger == "attention" else None
         )
         self.intent = nn.Parameter(torch.randn(hidden) * 0.02) if self.intent_token else None
-        self._item_cache: tuple[tuple, torch.Tensor] | None = None  # see _catalogue_representations
+        self._item_cache: tuple[tuple, torch.Tensor] | None = None  # see item_keys
 
     # ------------------------------------------------------------------ items
     def item_latents(self, item_ids: torch.Tensor) -> torch.Tensor:
@@ -208,17 +208,18 @@ class ACERec(RPG):
         ]
         return torch.cat(parts)  # (n_items, D), row i = item id i + 1
 
-    def _catalogue_representations(self) -> torch.Tensor:
-        """Every item's representation (n_items, D), merged once per set of weights when no gradient is needed.
+    def item_keys(self) -> torch.Tensor:
+        """Unit-norm representations of every item (n_items, D): what item-level scoring compares with.
 
-        Scoring calls this for every batch of users; the cache key changes with any
-        update of a parameter (in place: its version counter; moved: its storage).
+        Without gradients they are merged once per set of weights and cached, since scoring
+        needs them for every batch of users; the cache key changes with any update of a
+        parameter (in place: its version counter; moved: its storage).
         """
         if torch.is_grad_enabled():
-            return self.item_representations()
+            return F.normalize(self.item_representations(), dim=-1)
         key = tuple((p.data_ptr(), p._version) for p in self.parameters())
         if self._item_cache is None or self._item_cache[0] != key:
-            self._item_cache = (key, self.item_representations())
+            self._item_cache = (key, F.normalize(self.item_representations(), dim=-1))
         return self._item_cache[1]
 
     # ------------------------------------------------------------------ encoder
@@ -304,16 +305,20 @@ class ACERec(RPG):
         """Log-probabilities of every code of every digit for the next item: (B, m, W)."""
         return self._log_probs_from_states(self.intent_states(histories))
 
-    def _item_log_probs(self, states: torch.Tensor) -> torch.Tensor:
+    def _item_log_probs(self, states: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Item-level log-probability of every catalogue item: (B, n_items), softmax over all items."""
         queries = F.normalize(self.item_proj(states), dim=-1)  # (B, D)
-        keys = F.normalize(self._catalogue_representations(), dim=-1)  # (n_items, D)
         return F.log_softmax((queries @ keys.T).float() / self.item_temperature, dim=-1)
 
-    def scores(self, histories: torch.Tensor) -> torch.Tensor:
-        """Exact holistic scores (B, n_items + 1): token + score_weight * item log-probabilities; pad -inf."""
+    def scores(self, histories: torch.Tensor, item_keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact holistic scores (B, n_items + 1): token + score_weight * item log-probabilities; pad -inf.
+
+        item_keys: a precomputed (n_items, D) table in place of `self.item_keys()`, e.g. one
+        kept beside a serving index.
+        """
         states = self.intent_states(histories)  # (B, D)
         out = self._catalogue_scores(self._log_probs_from_states(states))
         if self.score_weight != 0:
-            out[:, 1:] += self.score_weight * self._item_log_probs(states)
+            keys = self.item_keys() if item_keys is None else item_keys
+            out[:, 1:] += self.score_weight * self._item_log_probs(states, keys)
         return out

@@ -132,10 +132,7 @@ builds[["what", "n_items", "sid_length", "seconds", "estimated"]].round(3)
 # visited items. (Checking the graph's n x 200 entries is done once per catalogue, not per call.)
 
 # %% tags=["nbval-ignore-output"]
-fig, (ax1, ax2) = plotting.subplots(ncols=2, width=4.8, height=3.4)
-bench.plot_axis(ax1, results, "catalogue", "latency_ms_per_user", batched=False)
-bench.plot_axis(ax2, results, "catalogue", "users_per_s", batched=True)
-ax1.legend(fontsize=8)
+bench.plot_pair(results, "catalogue")
 plt.show()
 bench.axis_table(results, "catalogue", "latency_ms_per_user").round(2)
 
@@ -160,10 +157,7 @@ pd.DataFrame(growth)
 # 200 neighbours to be scored.
 
 # %% tags=["nbval-ignore-output"]
-fig, (ax1, ax2) = plotting.subplots(ncols=2, width=4.8, height=3.4)
-bench.plot_axis(ax1, results, "beam", "latency_ms_per_user", batched=False)
-bench.plot_axis(ax2, results, "beam", "users_per_s", batched=True)
-ax1.legend(fontsize=8)
+bench.plot_pair(results, "beam")
 plt.show()
 bench.axis_table(results, "beam", "latency_ms_per_user").round(2)
 
@@ -176,10 +170,7 @@ bench.axis_table(results, "beam", "latency_ms_per_user").round(2)
 # log-probabilities per scored item.
 
 # %% tags=["nbval-ignore-output"]
-fig, (ax1, ax2) = plotting.subplots(ncols=2, width=4.8, height=3.4)
-bench.plot_axis(ax1, results, "sid_length", "latency_ms_per_user", batched=False)
-bench.plot_axis(ax2, results, "sid_length", "peak_mem_mb", batched=True)
-ax1.legend(fontsize=8)
+bench.plot_pair(results, "sid_length", "peak_mem_mb")
 plt.show()
 bench.axis_table(results, "sid_length", "latency_ms_per_user").round(2)
 

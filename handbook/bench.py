@@ -83,7 +83,7 @@ import torch
 import torch.nn.functional as F
 
 from handbook.decoding.graph import graph_decode
-from handbook.device import resolve_device
+from handbook.device import cpu_model, resolve_device
 from handbook.io import write_json_atomic
 from handbook.models import RPG, TIGER, ACERec
 from handbook.paths import resolve
@@ -600,21 +600,13 @@ def measure_training(
 
 
 # ---------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device, command: str) -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, RAM, GPU, versions, threads, date, command."""
     import psutil
 
     info: dict[str, Any] = {
         "device": device.type,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_cores_logical": os.cpu_count(),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),

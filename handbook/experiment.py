@@ -47,7 +47,7 @@ from handbook.data import items_in_order, load_dataset, prepare, training_sample
 from handbook.data.preprocess import SequenceData
 from handbook.decoding.beam import evaluate_generative
 from handbook.decoding.graph import evaluate_graph
-from handbook.device import seed_everything
+from handbook.device import device_name, seed_everything
 from handbook.distributed import (
     DistributedContext,
     init_distributed,
@@ -437,13 +437,6 @@ RECIPES = {
 
 
 # --------------------------------------------------------------------------- one experiment
-
-
-def device_name(device: torch.device) -> str:
-    """A readable name of the device, e.g. "NVIDIA H100 80GB HBM3" or "cpu (x86_64, 2 threads)"."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def git_commit() -> str | None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from handbook import experiment
+from handbook.device import cpu_model
 from handbook.experiment import (
     CONFIGS,
     dataset_slug,
@@ -65,7 +66,7 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
     assert saved["status"] == "ok" and saved["model"] == model and saved["dataset"] == "ml-100k"
     assert saved["config"] == make_config(model, "ml-100k", **TINY[model])
     assert saved["seed"] == 3 and saved["device"] == "cpu" and saved["torch_version"] == torch.__version__
-    assert saved["device_name"].startswith("cpu") and saved["world_size"] == 1
+    assert saved["device_name"] == f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)" and saved["world_size"] == 1
     assert saved["command"].startswith("python -m handbook.experiment ml-100k --models " + model)
     assert (saved["n_users"], saved["n_items"]) == (943, 1349)
     assert saved["git_commit"] is None or len(saved["git_commit"].split("+")[0]) == 40

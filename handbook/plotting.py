@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
@@ -53,3 +54,21 @@ def scatter_by_label(ax, xy: np.ndarray, labels: np.ndarray, top: int = 7, size:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(markerscale=2.5, fontsize=8, loc="best")
+
+
+def training_curve(history, loss_label: str = "training loss", metric: str = "val_ndcg@10"):
+    """Training loss per epoch (left axis) and a validation metric (right axis) of a `fit` run.
+
+    history: `TrainResult.history`, a list of per-epoch rows (or a DataFrame of them).
+    """
+    rows = pd.DataFrame(history)
+    fig, ax1 = subplots(width=5.5, height=3.2)
+    ax1.plot(rows["epoch"], rows["train_loss"], "o-", label=loss_label)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2 = ax1.twinx()
+    label = "validation " + metric.removeprefix("val_").replace("ndcg", "NDCG").replace("recall", "Recall")
+    ax2.plot(rows["epoch"], rows[metric], "s--", color=PALETTE[1], label=label)
+    ax2.set_ylabel(label)
+    fig.legend(loc="upper center", ncols=2)
+    return fig

@@ -33,13 +33,14 @@ import pandas as pd
 import torch
 
 from handbook import plotting
+from handbook.baselines import train_sasrec
 from handbook.data import items_in_order, load_dataset, prepare, training_samples
 from handbook.decoding.beam import evaluate_generative
 from handbook.device import resolve_device, seed_everything
 from handbook.embed import embed_texts, item_texts
 from handbook.io import write_metrics
 from handbook.metrics import evaluate_model
-from handbook.models import TIGER, MostPopular, SASRec
+from handbook.models import TIGER, MostPopular
 from handbook.paths import cache_dir, output_dir
 from handbook.sid import SemanticIDs
 from handbook.tokenizers import make_tokenizer
@@ -112,7 +113,8 @@ print("target", test_targets[0], "-> tokens", example[1][0].tolist())
 # %% [markdown]
 # ## 2 · Baselines: most-popular and SASRec
 #
-# Every results table in the handbook carries these two, trained and evaluated on the same split.
+# Every results table in the handbook carries these two, trained and evaluated on the same split
+# (`handbook.baselines` trains SASRec the same way in every notebook).
 # SASRec is trained with full-softmax cross-entropy over all items, the strong variant that recent
 # papers use (the original used sampled binary cross-entropy, which scores lower).
 
@@ -125,12 +127,9 @@ def validate_sasrec(model):
     return evaluate_model(model, valid_histories, valid_targets, ks=(10,))
 
 
-sasrec = SASRec(data.n_items, max_len=max_items, hidden=d_model, n_layers=2, n_heads=2, dropout=0.2)
-sasrec_run = fit(
-    sasrec,
-    lambda epoch: SASRec.make_batches(data.train_sequences(), max_items, batch_size, seed=seed + epoch),
-    validate_sasrec,
-    epochs=sasrec_epochs, lr=1e-3, patience=5, device=dev, seed=seed, show_progress=False,
+sasrec, sasrec_run = train_sasrec(
+    data.train_sequences(), data.n_items, validate_sasrec, max_len=max_items, hidden=d_model,
+    epochs=sasrec_epochs, batch_size=batch_size, seed=seed, device=dev,
 )  # fmt: skip
 results["SASRec"] = evaluate_model(sasrec, test_histories, test_targets, ks=(5, 10))
 print(f"SASRec: best validation epoch {sasrec_run.best_epoch} of {sasrec_run.epochs_run}, {sasrec_run.seconds:.0f} s")
@@ -168,15 +167,7 @@ tiger_run = fit(
 print(f"TIGER: {sum(p.numel() for p in tiger.parameters()):,} parameters, best epoch {tiger_run.best_epoch}, {tiger_run.seconds:.0f} s")
 
 # %%
-history = pd.DataFrame(tiger_run.history)
-fig, ax1 = plotting.subplots(width=5.5, height=3.2)
-ax1.plot(history["epoch"], history["train_loss"], "o-", label="training loss")
-ax1.set_xlabel("epoch")
-ax1.set_ylabel("training loss")
-ax2 = ax1.twinx()
-ax2.plot(history["epoch"], history["val_ndcg@10"], "s--", color=plotting.PALETTE[1], label="validation NDCG@10")
-ax2.set_ylabel("validation NDCG@10")
-fig.legend(loc="upper center", ncols=2)
+plotting.training_curve(tiger_run.history)
 plt.show()
 
 # %% [markdown]

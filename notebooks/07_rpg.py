@@ -41,17 +41,18 @@ import pandas as pd
 import torch
 
 from handbook import plotting
-from handbook.data import items_in_order, load_dataset, prepare, training_samples
+from handbook.baselines import train_sasrec, train_small_tiger
+from handbook.data import items_in_order, load_dataset, prepare
 from handbook.decoding.beam import evaluate_generative
 from handbook.decoding.graph import evaluate_graph
 from handbook.device import resolve_device, seed_everything
 from handbook.embed import embed_texts, item_texts
 from handbook.io import write_metrics
 from handbook.metrics import evaluate_model
-from handbook.models import RPG, TIGER, MostPopular, SASRec
+from handbook.models import RPG, MostPopular
 from handbook.paths import cache_dir, output_dir
 from handbook.sid import SemanticIDs
-from handbook.tokenizers import OPQ, make_tokenizer
+from handbook.tokenizers import OPQ
 from handbook.train import fit
 
 plotting.setup()
@@ -159,15 +160,7 @@ rpg, rpg_run = train_rpg(tables[n_digits])
 print(f"RPG m={n_digits}: {sum(p.numel() for p in rpg.parameters()):,} parameters, best epoch {rpg_run.best_epoch}, {rpg_run.seconds:.0f} s")
 
 # %%
-history = pd.DataFrame(rpg_run.history)
-fig, ax1 = plotting.subplots(width=5.5, height=3.2)
-ax1.plot(history["epoch"], history["train_loss"], "o-", label="training loss (MTP)")
-ax1.set_xlabel("epoch")
-ax1.set_ylabel("training loss")
-ax2 = ax1.twinx()
-ax2.plot(history["epoch"], history["val_ndcg@10"], "s--", color=plotting.PALETTE[1], label="validation NDCG@10")
-ax2.set_ylabel("validation NDCG@10")
-fig.legend(loc="upper center", ncols=2)
+plotting.training_curve(rpg_run.history, loss_label="training loss (MTP)")
 plt.show()
 
 # %% [markdown]
@@ -257,25 +250,16 @@ popular = MostPopular().fit(train_sequences, data.n_items)
 comparison["most-popular"], ms = timed(evaluate_model, popular, test_histories, test_targets, ks=(5, 10))
 comparison["most-popular"]["ms per user"] = ms
 
-torch.manual_seed(seed)
-sasrec = SASRec(data.n_items, max_len=max_items, hidden=64, n_layers=2, n_heads=2, dropout=0.2)
-fit(
-    sasrec, lambda epoch: SASRec.make_batches(train_sequences, max_items, batch_size, seed=seed + epoch), validate,
-    epochs=sasrec_epochs, lr=1e-3, patience=5, device=dev, seed=seed, show_progress=False,
+sasrec, _ = train_sasrec(
+    train_sequences, data.n_items, validate, max_len=max_items, epochs=sasrec_epochs, batch_size=batch_size, seed=seed, device=dev,
 )  # fmt: skip
 sasrec.eval()
 with torch.no_grad():
     comparison["SASRec"], ms = timed(evaluate_model, sasrec, test_histories, test_targets, ks=(5, 10))
 comparison["SASRec"]["ms per user"] = ms
 
-rkmeans_sids = SemanticIDs.from_codes(make_tokenizer("rkmeans", n_levels=3, width=64, seed=seed).fit_encode(X), 64, dedup=True)
-torch.manual_seed(seed)
-tiger = TIGER(rkmeans_sids, max_items=max_items, d_model=64, n_heads=4, head_dim=16, d_ff=256, n_encoder_layers=1, n_decoder_layers=1)
-tiger_histories, tiger_targets = training_samples(train_sequences, max_items, sliding_window=True)
-fit(
-    tiger, lambda epoch: TIGER.make_batches(tiger_histories, tiger_targets, rkmeans_sids, batch_size, seed=seed + epoch),
-    lambda m: evaluate_generative(m, valid_histories, valid_targets, ks=(10,), beam_size=10),
-    epochs=tiger_epochs, lr=3e-3, warmup_steps=100, schedule="cosine", patience=None, device=dev, seed=seed, show_progress=False,
+tiger, _ = train_small_tiger(
+    X, train_sequences, valid_histories, valid_targets, max_items=max_items, epochs=tiger_epochs, batch_size=batch_size, seed=seed, device=dev,
 )  # fmt: skip
 comparison["TIGER (beam 10)"], ms = timed(evaluate_generative, tiger, test_histories, test_targets, ks=(5, 10), beam_size=10)
 comparison["TIGER (beam 10)"]["ms per user"] = ms
@@ -298,20 +282,20 @@ plt.show()
 # %% [markdown]
 # ## 6 · What this run shows
 #
-# From the committed run (default parameters, seed 0, 2-core CPU, 5.9 min in all):
+# From the committed run (default parameters, seed 0, 2-core CPU, 5.7 min in all):
 #
 # - **Collisions** fall from 11% of items at m = 4 to 1.3% at m = 32. The 18 items left at m = 32
 #   are the MovieLens movies whose text appears twice: identical embeddings get identical codes
 #   under any tokenizer.
 # - **Longer SIDs rank better**: test NDCG@10 .0159, .0283, .0334, .0368 at m = 4, 8, 16, 32, as
-#   the paper reports. Training cost grows with m (28 s to 147 s here), since the loss scores
+#   the paper reports. Training cost grows with m (27 s to 127 s here), since the loss scores
 #   256 codes on every digit.
 # - **Graph decoding** with 10 beams and 3 steps matches exact scoring (.0368) while scoring 565 of
 #   the 1,349 items per user; 5 beams lose about a quarter of the quality. On a catalogue this small
-#   the walk is not faster than exact scoring (0.23 vs 0.13 ms per user), because scoring 1,349
+#   the walk is not faster than exact scoring (0.20 vs 0.11 ms per user), because scoring 1,349
 #   items is one gather; it pays off for large catalogues, which notebook 10 measures.
 # - **Against TIGER**: RPG at m = 32 (.0368) and TIGER (.0357) tie within the noise of notebook
-#   06's intervals, and RPG decodes about 2.8x faster (0.13 vs 0.37 ms per user) with no beam
+#   06's intervals, and RPG decodes about 3x faster (0.11 vs 0.33 ms per user) with no beam
 #   search. SASRec (.0574) leads on MovieLens, as in notebook 05.
 
 # %% [markdown]

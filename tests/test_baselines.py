@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from handbook.metrics import rank_of_target
+from handbook.baselines import train_sasrec, train_small_tiger
+from handbook.data.preprocess import pad_left
+from handbook.decoding.beam import evaluate_generative
+from handbook.metrics import evaluate_model, rank_of_target
 from handbook.models import MostPopular, SASRec
 
 
@@ -60,3 +63,55 @@ def test_sasrec_shapes_padding_and_causality() -> None:
     assert torch.allclose(a[:, :4], b[:, :4]) and not torch.allclose(a[:, 4], b[:, 4])
     loss = model.loss(SASRec.make_batches([[1, 2, 3, 4]], 5, 4, seed=0)[0])
     assert torch.isfinite(loss) and loss.item() == pytest.approx(np.log(10), rel=0.2)
+
+
+# --- handbook.baselines: the notebooks' shared SASRec and small-TIGER training
+
+
+def _cycle_data(n_items: int = 12, length: int = 6):
+    """Every user walks the cycle 1 -> 2 -> ... -> n_items -> 1 from a different start."""
+    successor = lambda item: item % n_items + 1  # noqa: E731
+    sequences = []
+    for start in range(1, n_items + 1):
+        seq = [start]
+        for _ in range(length - 1):
+            seq.append(successor(seq[-1]))
+        sequences.append(np.array(seq))
+    histories = pad_left([np.array([i]) for i in range(1, n_items + 1)], 4)
+    return sequences, histories, successor(np.arange(1, n_items + 1))
+
+
+def test_train_sasrec_learns_the_cycle_and_is_reproducible() -> None:
+    sequences, histories, targets = _cycle_data()
+
+    def validate(model):
+        return evaluate_model(model, histories, targets, ks=(1, 10))
+
+    def train():
+        return train_sasrec(
+            sequences, 12, validate, max_len=4, epochs=60, batch_size=4, seed=3, device="cpu",
+            hidden=32, dropout=0.0, lr=1e-2,
+        )  # fmt: skip
+
+    model, run = train()
+    assert run.best_epoch is not None and run.best_metrics["ndcg@10"] > 0.9
+    assert evaluate_model(model.eval(), histories, targets, ks=(1,))["recall@1"] >= 0.9
+    again, _ = train()
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_train_small_tiger_builds_dedup_rkmeans_ids_and_learns_the_cycle() -> None:
+    sequences, histories, targets = _cycle_data()
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8))
+    embeddings = np.repeat(centres, 3, axis=0) + 0.01 * rng.normal(size=(12, 8))  # 4 clusters of 3
+    model, run = train_small_tiger(
+        embeddings, sequences, histories, targets, max_items=4, epochs=40, batch_size=8, seed=0, device="cpu",
+        width=4, beam_size=10,
+    )  # fmt: skip
+    codes = model.sids.codes
+    assert codes.shape == (12, 4) and len({tuple(c) for c in codes}) == 12  # 3 levels + de-duplication digit
+    assert run.train_losses[-1] < 0.2 * run.train_losses[0]
+    metrics = evaluate_generative(model.eval(), histories, targets, ks=(1,), beam_size=4)
+    assert metrics["recall@1"] >= 0.9 and metrics["invalid_share"] == 0.0

@@ -248,7 +248,7 @@ plt.show()
 # %% [markdown]
 # ## 5 · What GRID found, and what this run shows
 #
-# The committed run (default parameters, seed 0, 2-core CPU, 4.5 min in all), next to what GRID
+# The committed run (default parameters, seed 0, 2-core CPU, 4.9 min in all), next to what GRID
 # reports on Amazon at paper size. The numbers are test NDCG@10 from the table above.
 #
 # | choice | GRID reports | this run |

@@ -254,3 +254,30 @@ def test_residual_kmeans_ignores_exactly_reconstructed_items() -> None:
     assert np.linalg.norm(books[1], axis=1).min() > 0.1
     codes = RKMeans(n_levels=2, width=8, seed=0).fit_encode(X)
     assert codes_perplexity(codes[:400])[1] > 6  # of 8: level 2 stays in use
+
+
+def test_residual_codebooks_train_bit_reproducibly_with_two_cpu_threads() -> None:
+    # Many rows pick the same code; a gather whose backward sums repeated codes in thread
+    # order made RQ-VAE training differ from run to run on a 2-core CPU.
+    z = torch.randn(65536, 32, generator=torch.Generator().manual_seed(0))
+
+    def train() -> torch.Tensor:
+        torch.manual_seed(0)
+        books = ResidualCodebooks(n_levels=3, width=16, dim=32)
+        with torch.no_grad():
+            books.codebooks.normal_()
+        optimizer = torch.optim.Adam(books.parameters(), lr=1e-2)
+        for _ in range(5):
+            out = books(z)
+            optimizer.zero_grad()
+            (out.codebook_loss + out.quantized.pow(2).sum()).backward()
+            optimizer.step()
+        return books.codebooks.detach().clone()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second, third = train(), train(), train()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first, second) and torch.equal(first, third)

@@ -184,14 +184,17 @@ class ACERec(RPG):
 
         Each distinct id is merged once, so a batch of histories costs its distinct items.
         """
-        unique, inverse = torch.unique(item_ids.long(), return_inverse=True)
+        unique, inverse = torch.unique(item_ids.long(), return_inverse=True)  # inverse: item_ids' shape
         tokens = self.token_emb(self.item_tokens[unique])  # (U, m, D)
         if self.merger is None:
             latents = tokens.mean(dim=1, keepdim=True)  # (U, 1, D)
         else:
             # the padding item has only zero tokens and the merger no biases: zero latents
             latents = self.merger(tokens)  # (U, r, D)
-        return latents[inverse]
+        # index_select, not latents[inverse]: the backward of advanced indexing accumulates
+        # repeated ids in a thread-dependent order on CPU, so training was not reproducible
+        picked = latents.index_select(0, inverse.reshape(-1))  # (numel, r or 1, D)
+        return picked.view(*inverse.shape, *latents.shape[1:])
 
     def item_representations(self, item_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Item-level representation = mean of the r latents: (...) -> (..., D); None: all items (n_items, D)."""

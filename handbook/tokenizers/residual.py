@@ -68,7 +68,7 @@ class ResidualCodebooks(nn.Module):
             book = self.codebooks[level]  # (W, D)
             with torch.no_grad():
                 idx = torch.cdist(residual, book).argmin(dim=1)  # (B,)
-            code = book[idx]  # (B, D)
+            code = book.index_select(0, idx)  # (B, D); not book[idx], whose backward sums in thread order
             codebook_loss = codebook_loss + (residual.detach() - code).pow(2).sum(-1).mean()
             commitment_loss = commitment_loss + (residual - code.detach()).pow(2).sum(-1).mean()
             codes.append(idx)

@@ -354,6 +354,8 @@ plt.show()
 #
 # Everything above is one seed on a small dataset: `make sweep SWEEP=sweeps/acerec-compression.yaml`
 # repeats the compression sweep over three seeds (notebook 09).
+# A second run on the same CPU reproduced every metric above to the last digit (only timings
+# moved); on another machine or thread count, floating-point sums may round differently.
 
 # %% [markdown]
 # ## Summary

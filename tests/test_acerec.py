@@ -235,8 +235,7 @@ def test_training_is_deterministic_for_a_seed() -> None:
     assert runs[0].train_losses != runs[2].train_losses
 
 
-
-def test_training_is_bit_reproducible_with_two_cpu_threads() -> None:
+def test_training_is_bit_reproducible_with_two_cpu_threads(two_cpu_threads: None) -> None:
     # Histories repeat items, and the merged latents are gathered per history slot: a
     # backward that accumulates repeated ids in thread order made runs differ by ~1e-5
     # after a few steps, and notebook 08's ablations by several NDCG points.
@@ -254,13 +253,7 @@ def test_training_is_bit_reproducible_with_two_cpu_threads() -> None:
             optimizer.step()
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        first, second = train(), train()
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(first, second)
+    assert torch.equal(train(), train())
 
 
 # ---------------------------------------------------------------------------- errors

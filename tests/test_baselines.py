@@ -70,7 +70,10 @@ def test_sasrec_shapes_padding_and_causality() -> None:
 
 def _cycle_data(n_items: int = 12, length: int = 6):
     """Every user walks the cycle 1 -> 2 -> ... -> n_items -> 1 from a different start."""
-    successor = lambda item: item % n_items + 1  # noqa: E731
+
+    def successor(item):
+        return item % n_items + 1
+
     sequences = []
     for start in range(1, n_items + 1):
         seq = [start]

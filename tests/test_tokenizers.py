@@ -256,7 +256,7 @@ def test_residual_kmeans_ignores_exactly_reconstructed_items() -> None:
     assert codes_perplexity(codes[:400])[1] > 6  # of 8: level 2 stays in use
 
 
-def test_residual_codebooks_train_bit_reproducibly_with_two_cpu_threads() -> None:
+def test_residual_codebooks_train_bit_reproducibly_with_two_cpu_threads(two_cpu_threads: None) -> None:
     # Many rows pick the same code; a gather whose backward sums repeated codes in thread
     # order made RQ-VAE training differ from run to run on a 2-core CPU.
     z = torch.randn(65536, 32, generator=torch.Generator().manual_seed(0))
@@ -274,10 +274,5 @@ def test_residual_codebooks_train_bit_reproducibly_with_two_cpu_threads() -> Non
             optimizer.step()
         return books.codebooks.detach().clone()
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        first, second, third = train(), train(), train()
-    finally:
-        torch.set_num_threads(threads)
+    first, second, third = train(), train(), train()
     assert torch.equal(first, second) and torch.equal(first, third)

@@ -9,6 +9,25 @@ import pandas as pd
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
+#: one colour per method, the same in every figure of every notebook
+MODEL_COLOURS = {
+    "most-popular": PALETTE[7],
+    "sasrec": PALETTE[5],
+    "tiger": PALETTE[0],
+    "decoder-only": PALETTE[6],
+    "rpg": PALETTE[2],
+    "acerec": PALETTE[3],
+}
+
+
+def model_colour(name: str) -> str:
+    """The colour of a method, from the start of its label ("TIGER (free)" -> TIGER's); grey when unknown."""
+    label = name.lower().replace("_", "-")
+    for model in sorted(MODEL_COLOURS, key=len, reverse=True):  # "rpg graph" before "rpg"
+        if label.startswith(model):
+            return MODEL_COLOURS[model]
+    return PALETTE[7]
+
 
 def setup(dpi: int = 100) -> None:
     """Set the handbook's rcParams (plain settings, no named style sheets)."""
@@ -53,7 +72,7 @@ def scatter_by_label(ax, xy: np.ndarray, labels: np.ndarray, top: int = 7, size:
         ax.scatter(xy[mask, 0], xy[mask, 1], s=size, color=colour, label=str(value), linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(markerscale=2.5, fontsize=8, loc="best")
+    ax.legend(markerscale=2.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # never over the points
 
 
 def training_curve(history, loss_label: str = "training loss", metric: str = "val_ndcg@10"):

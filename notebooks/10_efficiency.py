@@ -26,7 +26,7 @@
 # Notebooks 05, 07 and 08 train these models and compare their quality; here only their cost
 # matters, so the models are untrained (a forward pass costs the same whatever the weights) and
 # have the papers' dimensions. Catalogues of 10k to 1M items are made by sampling codes at random.
-# Everything is measured by `handbook/bench.py`, the same code that `make bench` runs.
+# Everything is measured by `handbook/bench/`, the same code that `make bench` runs.
 
 # %% [markdown]
 # ## 0 · Setup
@@ -95,7 +95,7 @@ config = bench.BenchConfig.quick(
 # its build time is measured on the smallest catalogue and extrapolated), and ACERec's item
 # representations are merged **once** into a table (on a CPU, above 10k items, the first 10k
 # items' representations are repeated to the catalogue's size). The module docstring of
-# `handbook/bench.py` gives the details. The cells this run asks for:
+# `handbook/bench/__init__.py` gives the details. The cells this run asks for:
 
 # %%
 cells = pd.DataFrame(bench.requested_cells(config))

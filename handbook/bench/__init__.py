@@ -1,0 +1,127 @@
+"""Efficiency study: latency, throughput, training speed and peak memory of the SID models.
+
+    python -m handbook.bench                      # make bench: the full grid, bench/results-<device>.json
+    python -m handbook.bench --quick              # reading size (notebook 10), into runs/bench/
+    python -m handbook.bench --device cuda --out bench/
+
+What is measured, on the package's own models, untrained (latency does not depend on
+the weights' values) and at the papers' dimensions by default:
+
+* inference, per user, at batch 1 (latency) and at a batch of `batch_size` users
+  (throughput), for four ways of turning a history into a top-k list:
+  `tiger_beam` (TIGER, 3 digits x 256 codes + the de-duplication digit, constrained beam
+  search through `TIGER.recommend`, history 20 items), `rpg_exact` (RPG, OPQ-like codes of
+  m digits x 256, every item scored by `RPG.scores`, then top-k, history 50),
+  `rpg_graph` (RPG's digit log-probs, then `handbook.decoding.graph.graph_decode`, 20
+  beams / 200 edges / 3 steps by default) and `acerec_exact` (ACERec, r = 4 latents, exact
+  holistic scores, then top-k);
+* along three axes: catalogue size (10k, 100k, 1M items, every method), beam size
+  (TIGER beams, graph-decoding beams) and SID length m (RPG and ACERec);
+* training throughput: samples (training rows) and targets (labelled next items) per
+  second of AdamW steps on `model.loss(batch)`, batches from the models' `make_batches`;
+* peak memory of each measurement, above what was held before it (model, catalogue,
+  graph): `torch.cuda.max_memory_allocated` on CUDA; on CPU the peak resident set size
+  polled every millisecond by a thread (psutil), after `malloc_trim` has given freed
+  memory back, so an approximation that can miss very short peaks;
+* what is built once per catalogue, apart: the SID table with its trie, the item graph
+  and ACERec's item table.
+
+Catalogues are made by sampling codes uniformly at random per digit (`sample_codes`,
+seeded). Choices a reader should know about, because the package's defaults would not
+fit a benchmark of 1M items on a CPU:
+
+* **graph**: `SemanticIDs.knn_graph` is exact and O(n_items^2) (about 10 s for 10k
+  items at m = 32 on a 2-core CPU, so a day or more at 1M). Graph decoding's cost depends on the
+  number of beams, edges and steps, not on how the edges were found, so the decoding
+  cells use a random graph (`random_graph`: `n_edges` uniform random other items per
+  item). The exact graph's build time is measured for catalogues up to
+  `exact_graph_max_items` and extrapolated quadratically above (records with
+  `estimated: true`).
+* **ACERec's item table**: `ACERec.scores` compares the user's intent with every item's
+  merged representation (`ACERec.item_keys`, merged once per set of weights). The benchmark
+  builds that table itself (`acerec_item_table`), times it as a build cost and passes it
+  to `ACERec.scores(histories, item_keys=...)`.
+  Above `acerec_table_max_items` items (CPU default 10k; merging 1M items would take
+  minutes) the table holds the first items' real representations repeated to the
+  catalogue's size: scoring cost depends on the table's shape, not its values; the build
+  time is then extrapolated linearly.
+* TIGER's beam search recomputes the decoder over the prefix at every digit (no KV
+  cache, see `handbook.models.tiger`), and `graph_decode` keeps a (batch, n_items)
+  visited mask on every call: both are measured as they are. The bench's own graph is
+  valid by construction, so its per-call range check (`check=False`) is skipped.
+* `threads` (`--threads`) sets torch's CPU threads for the run (recorded in the machine
+  description). On a machine whose cores are busy with other processes, fewer threads
+  than cores avoid oversubscription, which can make small operations 100x slower.
+
+A cell that cannot run is recorded with `status: "skipped"` and its reason, never left
+out: a resource error (out of memory), a graph that would not fit in memory, or a batched
+call whose estimated time (batch-1 latency x batch size) exceeds `max_call_s`.
+
+The package, one file per concept: `config` (sizes and the cells they ask for), `catalogue`
+(sampled codes, SID tables, random graphs), `measure` (timing and peak memory), `decoding`
+(the inference cells), `training` (the training cells), `run` (`run_bench`), `report`
+(machine description, results files, tables), `plots` (figures), `cli` (the command line of `python -m handbook.bench`).
+"""
+
+from handbook.bench.catalogue import random_graph, sample_codes
+from handbook.bench.cli import main
+from handbook.bench.config import (
+    AXIS_METHODS,
+    METHODS,
+    TRAIN_METHODS,
+    BenchConfig,
+    missing_cells,
+    requested_cells,
+)
+from handbook.bench.decoding import acerec_item_table, exact_top_k, measure_inference
+from handbook.bench.measure import PeakMemory, time_calls
+from handbook.bench.plots import plot_axis, plot_overview, plot_pair, plot_training
+from handbook.bench.report import (
+    AXIS_LABELS,
+    METHOD_LABELS,
+    SCHEMA_VERSION,
+    axis_series,
+    axis_table,
+    describe_machine,
+    device_slug,
+    load_results,
+    machine_info,
+    records_frame,
+    write_results,
+)
+from handbook.bench.run import run_bench
+from handbook.bench.training import measure_training
+
+__all__ = [
+    "AXIS_LABELS",
+    "AXIS_METHODS",
+    "METHODS",
+    "METHOD_LABELS",
+    "SCHEMA_VERSION",
+    "TRAIN_METHODS",
+    "BenchConfig",
+    "PeakMemory",
+    "acerec_item_table",
+    "axis_series",
+    "axis_table",
+    "describe_machine",
+    "device_slug",
+    "exact_top_k",
+    "load_results",
+    "machine_info",
+    "main",
+    "measure_inference",
+    "measure_training",
+    "missing_cells",
+    "plot_axis",
+    "plot_overview",
+    "plot_pair",
+    "plot_training",
+    "random_graph",
+    "records_frame",
+    "requested_cells",
+    "run_bench",
+    "sample_codes",
+    "time_calls",
+    "write_results",
+]

@@ -1,0 +1,149 @@
+"""Results files and what is read from them: the machine they were measured on, records as tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from handbook.bench.config import AXIS_METHODS
+from handbook.device import cpu_model
+from handbook.io import write_json_atomic
+from handbook.paths import resolve
+
+SCHEMA_VERSION = 1
+METHOD_LABELS = {
+    "tiger_beam": "TIGER beam search",
+    "rpg_exact": "RPG exact scoring",
+    "rpg_graph": "RPG graph decoding",
+    "acerec_exact": "ACERec exact scoring",
+    "tiger": "TIGER",
+    "rpg": "RPG",
+    "acerec": "ACERec",
+}
+AXIS_LABELS = {
+    "catalogue": "catalogue size (items)",
+    "beam": "beam size",
+    "sid_length": "SID length m (digits)",
+}
+AXIS_FIELD = {"catalogue": "n_items", "beam": "beam", "sid_length": "sid_length"}
+
+def machine_info(device: torch.device, command: str) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, RAM, GPU, versions, threads, date, command."""
+    import psutil
+
+    info: dict[str, Any] = {
+        "device": device.type,
+        "cpu_model": cpu_model(),
+        "cpu_cores_logical": os.cpu_count(),
+        "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu_name": None,
+        "gpu_mem_gb": None,
+        "cuda_version": torch.version.cuda,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "memory_measure": (
+            "torch.cuda.max_memory_allocated above the allocation before each measurement"
+            if device.type == "cuda"
+            else "peak process RSS above the RSS before each measurement (psutil, polled every 1 ms, "
+            "after malloc_trim); approximate"
+        ),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu_name"] = props.name
+        info["gpu_mem_gb"] = round(props.total_memory / 2**30, 1)
+    return info
+
+
+def device_slug(machine: dict[str, Any]) -> str:
+    """"cpu", or "cuda-<gpu name lower-cased>", for the results file name."""
+    if machine["device"] == "cuda" and machine.get("gpu_name"):
+        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", machine["gpu_name"].lower()).strip("-")
+    return machine["device"]
+
+
+def write_results(results: dict[str, Any], out_dir: str | os.PathLike = "bench") -> Path:
+    """Write `results` to OUT_DIR/results-<device>.json atomically; return the path."""
+    path = resolve(out_dir) / f"results-{device_slug(results['machine'])}.json"
+    return write_json_atomic(path, results)
+
+
+def load_results(folder: str | os.PathLike = "bench") -> dict[str, dict[str, Any]]:
+    """Every results-*.json of `folder` (relative to the repository root): {file stem: results}."""
+
+    folder = resolve(folder)
+    return {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob("results-*.json"))
+    }
+
+
+def describe_machine(results: dict[str, Any]) -> str:
+    """One line on where and when the results were measured, and how long the run took."""
+    m = results["machine"]
+    where = f"{m['gpu_name']} ({m['gpu_mem_gb']} GB)" if m.get("gpu_name") else f"{m['cpu_model']} CPU"
+    load = f", load average {m['load_average'][0]:.1f} at start" if m.get("load_average") else ""
+    return (
+        f"{where}; {m['cpu_cores_logical']} logical cores, {m['ram_gb']} GB RAM, {m['torch_threads']} torch "
+        f"threads, torch {m['torch_version']}, {m['date'][:10]}{load}; `{m['command']}` took "
+        f"{results['seconds'] / 60:.1f} min"
+    )
+
+
+def records_frame(results: dict[str, Any], kind: str = "inference"):
+    """The records of one kind ("inference", "training", "build") as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = [r for r in results["records"] if r["kind"] == kind]
+    frame = pd.DataFrame(rows)
+    if "axes" in frame:
+        frame["axes"] = frame["axes"].map(lambda axes: ",".join(axes))
+    return frame.drop(columns=["times_s"], errors="ignore")
+
+
+def axis_series(
+    results: dict[str, Any], axis: str, quantity: str = "latency_ms_per_user", batched: bool = False
+) -> dict[str, tuple[list, list]]:
+    """{method: (x values, quantity)} of the ok inference records of `axis`, sorted by x."""
+    out: dict[str, tuple[list, list]] = {}
+    field_name = AXIS_FIELD[axis]
+    for method in AXIS_METHODS[axis]:
+        points = sorted(
+            (r[field_name], r[quantity])
+            for r in results["records"]
+            if r["kind"] == "inference" and r["method"] == method and axis in r["axes"]
+            and r["batched"] == batched and r["status"] == "ok"
+        )  # fmt: skip
+        if points:
+            out[method] = ([p[0] for p in points], [p[1] for p in points])
+    return out
+
+
+def axis_table(
+    results: dict[str, Any], axis: str, quantity: str = "latency_ms_per_user", batched: bool = False
+):
+    """`axis_series` as a DataFrame: one row per axis value, one column per method (labels)."""
+    import pandas as pd
+
+    columns = {
+        METHOD_LABELS[method]: pd.Series(y, index=x)
+        for method, (x, y) in axis_series(results, axis, quantity, batched).items()
+    }
+    table = pd.DataFrame(columns)
+    table.index.name = AXIS_FIELD[axis]
+    return table

@@ -6,12 +6,13 @@ residually, level by level (TIGER, Sec. 3.1):
     r_0 = z,   c_l = argmin_k ||r_l - e_{l,k}||,   r_{l+1} = r_l - e_{l,c_l},   z_q = sum_l e_{l,c_l}
 
 with, per level, the VQ-VAE losses ||sg(r_l) - e_{l,c_l}||^2 (moves the code) and
-beta * ||r_l - sg(e_{l,c_l})||^2 (commitment: moves what produced r_l). r_{l+1} is
-computed from the raw code, not through the straight-through estimator, so the
-commitment term of level l also reaches the encoder and the codes of levels < l
-(the literal reading of TIGER's loss; reference codes differ on this detail). The
-decoder sees z + sg(z_q - z): the straight-through estimator copies its gradient
-to the encoder.
+beta * ||r_l - sg(e_{l,c_l})||^2 (commitment: moves what produced r_l). The gradient path
+is the reference codes' (snap-research/GRID's `STEQuantization` inside
+`ResidualQuantization`, EdoardoBotta/RQ-VAE-Recommender's `Quantize` in STE mode): each
+level hands on r_{l+1} = r_l - STE(e_l), whose gradient is zero, so r_{l+1} is a constant
+to autograd. The commitment term of level l therefore never pushes the codes of earlier
+levels, and only level 0's commitment reaches the encoder. The decoder sees
+z + sg(z_q - z): the value of z_q with the gradient of z (the straight-through estimator).
 
 `ResidualTokenizer` is the fit / encode / decode shell around an encoder, the
 codebooks and a decoder, trained with Adam on minibatches, codebooks initialised by
@@ -37,6 +38,7 @@ class ResidualOutput:
 
     codes: torch.Tensor  # (B, L) int64
     quantized: torch.Tensor  # (B, D) sum of the chosen codes, differentiable w.r.t. the codebooks
+    straight_through: torch.Tensor  # (B, D) z + sg(quantized - z): the decoder's input
     residuals: list[torch.Tensor]  # L tensors (B, D): the residual each level quantized
     codebook_loss: torch.Tensor  # sum over levels of ||sg(r_l) - e_l||^2, mean over the batch
     commitment_loss: torch.Tensor  # sum over levels of ||r_l - sg(e_l)||^2, mean over the batch
@@ -74,9 +76,17 @@ class ResidualCodebooks(nn.Module):
             codes.append(idx)
             residuals.append(residual)
             quantized = quantized + code
-            residual = residual - code
+            # The references pass on r_l - STE(e_l) = r_l - (r_l + sg(e_l - r_l)): the value
+            # r_l - e_l with no gradient, so level l+1's commitment cannot move e_l or earlier codes.
+            residual = (residual - code).detach()
+        straight_through = z + (quantized - z).detach()
         return ResidualOutput(
-            torch.stack(codes, dim=1), quantized, residuals, codebook_loss, commitment_loss
+            torch.stack(codes, dim=1),
+            quantized,
+            straight_through,
+            residuals,
+            codebook_loss,
+            commitment_loss,
         )
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
@@ -214,7 +224,7 @@ class ResidualTokenizer(Tokenizer):
                 out = quantizer(z)
                 loss = out.codebook_loss + self.beta * out.commitment_loss
                 if self._has_autoencoder:
-                    x_hat = decoder(z + (out.quantized - z).detach())  # straight-through estimator
+                    x_hat = decoder(out.straight_through)
                     recon = (x_hat - x).pow(2).sum(-1).mean()
                     loss = loss + recon
                 else:  # identity encoder/decoder: the reconstruction term has no gradient

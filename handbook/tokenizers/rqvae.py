@@ -13,7 +13,8 @@ class RQVAE(ResidualTokenizer):
     """TIGER's RQ-VAE: encoder D -> 512 -> 256 -> 128 -> 32, 3 residual codebooks, mirrored decoder.
 
     Loss (TIGER Sec. 3.1): ||x - decoder(z_q)||^2 + sum_l ||sg(r_l) - e_l||^2 +
-    beta * ||r_l - sg(e_l)||^2 with beta = 0.25; codebooks initialised by k-means
+    beta * ||r_l - sg(e_l)||^2 with beta = 0.25, on the reference codes' gradient path
+    (straight-through, no gradient through r_{l+1}: see `residual`); codebooks initialised by k-means
     (on `kmeans_init_size` random items, all by default, rather than TIGER's first
     batch), and unused codes re-seeded from batch residuals every `reset_every` steps
     against codebook collapse, as reference implementations do. TIGER trains with

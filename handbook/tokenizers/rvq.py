@@ -14,10 +14,13 @@ class ResidualVQ(ResidualTokenizer):
     straight-through estimator and a commitment loss, with no encoder/decoder. Here the
     codebooks start from residual k-means (`RKMeans` with `normalize_residuals=False`) and
     are then refined by Adam on the per-level losses ||sg(r_l) - e_l||^2 +
-    beta * ||r_l - sg(e_l)||^2; through r_l = x - sum_{k<l} e_k the commitment term
-    also moves the coarser levels' codes, so the levels are tuned jointly rather than
-    greedily. With an identity decoder the straight-through reconstruction term has
-    no gradient, so it is only logged (`history[i]["reconstruction"]`).
+    beta * ||r_l - sg(e_l)||^2. As in GRID's code, a level's loss moves only its own
+    codes: the residual r_l it sees carries no gradient to the earlier levels (GRID
+    trains the levels one at a time and runs the earlier ones under no_grad; here all
+    levels train together, each on the residuals the others leave). With no encoder the
+    commitment term then has nothing to move, so training is online k-means of each
+    level's residuals. With an identity decoder the straight-through reconstruction term
+    has no gradient either, so it is only logged (`history[i]["reconstruction"]`).
     """
 
     name = "rvq"

@@ -34,9 +34,12 @@ import numpy as np
 import torch
 
 import handbook
+from handbook import diagrams, plotting
 from handbook.device import resolve_device, seed_everything
 from handbook.io import write_metrics
 from handbook.paths import output_dir, repo_root
+
+plotting.setup()
 
 # %% tags=["nbval-ignore-output"]
 print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, handbook {handbook.__version__}")
@@ -63,32 +66,33 @@ generator = seed_everything(seed)
 # Similar items share code prefixes, so knowledge flows between them, and the output vocabulary
 # stays small however large the catalogue grows.
 #
-# ```
-# datasets -> preprocess -> embed -> tokenizers -> sid -> models -> decoding -> metrics
-# raw files   5-core, LOO,   text ->  vectors ->    codes -> train on  beams or    Recall@K
-#             windows        vectors  codes         tokens, token seqs scores ->   NDCG@K
-#                                                   trie             item ids
-# ```
-#
+# The whole book is one pipeline, drawn here by `handbook.diagrams.pipeline` (every figure of
+# the book's mechanisms is drawn by code in `handbook.diagrams`, so they restyle together):
+
+# %%
+fig = diagrams.pipeline()
+
+# %% [markdown]
 # Each arrow is one module of the `handbook` package and one or two notebooks:
 #
 # | # | notebook | teaches | package |
 # | --- | --- | --- | --- |
-# | 01 | data | loading, 5-core, leave-one-out, sliding windows | `handbook.data` |
-# | 02 | item embeddings | text templates, sentence encoders, caching | `handbook.embed` |
-# | 03 | semantic-ID tokenizers | RK-Means, RQ-VAE, residual VQ, PQ/OPQ | `handbook.tokenizers` |
-# | 04 | collisions | collision rates, the de-duplication digit | `handbook.sid` |
-# | 05 | TIGER | encoder-decoder generative retrieval, beam search | `handbook.models`, `handbook.decoding` |
-# | 06 | design choices | GRID's ablations | `handbook.models` |
-# | 07 | RPG | long SIDs, multi-token prediction, graph decoding | `handbook.models.rpg` |
-# | 08 | ACERec | token merger, intent token, holistic scoring | `handbook.models.acerec` |
-# | 09 | ablation sweeps | papermill grids | `handbook.sweep` |
-# | 10 | efficiency | latency and throughput | `make bench` |
+# | `01` | data | loading, 5-core, leave-one-out, sliding windows | `handbook.data` |
+# | `02` | item embeddings | text templates, sentence encoders, caching | `handbook.embed` |
+# | `03` | semantic-ID tokenizers | RK-Means, RQ-VAE, residual VQ, PQ/OPQ | `handbook.tokenizers` |
+# | `04` | collisions | collision rates, the de-duplication digit | `handbook.sid` |
+# | `05` | TIGER | encoder-decoder generative retrieval, beam search | `handbook.models`, `handbook.decoding` |
+# | `06` | design choices | GRID's ablations | `handbook.models` |
+# | `07` | RPG | long SIDs, multi-token prediction, graph decoding | `handbook.models.rpg` |
+# | `08` | ACERec | token merger, intent token, holistic scoring | `handbook.models.acerec` |
+# | `09` | ablation sweeps | papermill grids | `handbook.sweep` |
+# | `10` | efficiency | latency and throughput | `make bench` |
 #
-# Three papers are the spine: **TIGER** (Rajput et al., 2023) and **GRID** (Ju et al., 2025)
-# for short hierarchical SIDs, **RPG** (Hou et al., 2025) for long SIDs decoded in parallel, and
-# **ACERec** for compressing long SIDs with attention. Notebooks that are not written yet are
-# planned in the project's issues.
+# Three systems are the spine, from four papers: **TIGER** (Rajput et al., 2023), with **GRID**
+# (Ju et al., 2025), the practitioner's handbook that re-implements and ablates it, for short
+# hierarchical SIDs; **RPG** (Hou et al., 2025) for long SIDs decoded in parallel; and **ACERec**
+# (2026) for compressing long SIDs with attention. The [glossary](glossary.md) defines every term
+# the chapters use and says which notebook builds it.
 
 # %% [markdown]
 # ## 2 · Three ways to run the handbook
@@ -148,9 +152,52 @@ print("results folder:", out.relative_to(repo_root()) if out.is_relative_to(repo
 #
 # ## Exercises
 #
-# 1. Run this notebook with `-p matrix_size 2048`. *Hint:* `python -m handbook.runner -p matrix_size=2048 notebooks/00_overview.ipynb`, then open `runs/00_overview/metrics.json`.
-# 2. Where would a new tokenizer go in the package? *Hint:* look at the pipeline table: one concept per file.
-# 3. Why does a generative recommender's output layer not grow with the catalogue? *Hint:* count the tokens a 3-digit SID with 256 codes per digit needs.
+# 1. How many GFLOP/s does this machine reach on a matrix of side `matrix_size * 4`, and why is it more than
+#    above? *Hint:* rerun the device check with `matrix_size * 4` (or
+#    `python -m handbook.runner -p matrix_size=2048 notebooks/00_overview.ipynb`, then open
+#    `runs/00_overview/metrics.json`).
+# 2. Where would a new tokenizer go in the package? *Hint:* one concept per file: list the
+#    modules of `handbook.tokenizers`.
+# 3. Why does a generative recommender's output layer not grow with the catalogue? How many
+#    output tokens does TIGER need for 3 levels of `width` codes plus a de-duplication digit of
+#    `width` codes, for a catalogue of 12,101 items (Amazon Beauty) and of ten times as many?
+#    *Hint:* each digit has its own token range; count ranges, not items.
+
+# %% tags=["solution", "nbval-ignore-output"]
+# Exercise 1: a larger product does more arithmetic per byte moved, so the cores idle less.
+big = matrix_size * 4
+a = torch.randn(big, big, generator=generator).to(dev)
+(a @ a).sum().item()  # warm-up
+start = time.perf_counter()
+(a @ a).sum().item()
+print(f"{big}x{big}: {2 * big**3 / (time.perf_counter() - start) / 1e9:.1f} GFLOP/s vs {gflops:.1f} at {matrix_size}")
+
+# %% tags=["solution"]
+# Exercise 2: one file per quantizer, behind one interface (fit / encode / decode).
+import pkgutil  # noqa: E402
+
+import handbook.tokenizers  # noqa: E402
+
+print(sorted(m.name for m in pkgutil.iter_modules(handbook.tokenizers.__path__)))
+print("a new tokenizer: handbook/tokenizers/<name>.py, a subclass of tokenizers.base.Tokenizer")
+
+# %% tags=["solution"]
+# Exercise 3: the vocabulary is one token range per digit, whatever the catalogue size.
+width = 256  # codes per digit, TIGER's setting
+for n_items in (12_101, 121_010):
+    vocabulary = 3 * width + width  # three levels, then the de-duplication digit
+    print(f"{n_items:,} items: {vocabulary} SID tokens (an item-ID model needs {n_items:,} output rows)")
+
+# %% [markdown]
+# ## References
+#
+# - S. Rajput et al. *Recommender Systems with Generative Retrieval* (TIGER). NeurIPS 2023 (arXiv:2305.05065).
+# - C. Ju et al. *Generative Recommendation with Semantic IDs: A Practitioner's Handbook* (GRID).
+#   (arXiv:2507.22224); code: github.com/snap-research/GRID.
+# - Y. Hou et al. *Generating Long Semantic IDs in Parallel for Recommendation* (RPG). KDD 2025
+#   (arXiv:2506.05781); code: github.com/facebookresearch/RPG_KDD2025.
+# - *Unleash the Potential of Long Semantic IDs for Generative Recommendation* (ACERec) (arXiv:2602.13573).
+# - W.-C. Kang, J. McAuley. *Self-Attentive Sequential Recommendation* (SASRec). ICDM 2018 (arXiv:1808.09781).
 
 # %%
 metrics = {"device": dev.type, "torch": torch.__version__, "matmul_gflops": round(gflops, 2), "matrix_size": matrix_size}

@@ -15,7 +15,7 @@ DEVICE  ?= auto
 # on a busy CPU (an OPQ fit: 134 s spinning, 7 s sleeping, on this 2-core machine under load).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-gpu notebooks sweep bench reproduce sync lab lint clean
+.PHONY: setup run test test-gpu notebooks sweep bench reproduce download sync lab lint clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ bench: setup
 reproduce: setup
 	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [ARGS='--models rpg -o epochs=1']"; exit 2; }
 	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) $(ARGS)
+
+## The Amazon 2014 5-core files of one category into data/amazon2014/<Category>: make download CATEGORY=Beauty
+download: setup
+	@test -n "$(CATEGORY)" || { echo "usage: make download CATEGORY=<Beauty|Sports_and_Outdoors|Toys_and_Games|...> [ARGS='--dest <folder>']"; exit 2; }
+	$(BIN)/python -m handbook.data.download $(CATEGORY) $(ARGS)
 
 ## Re-execute the committed notebooks at their defaults and save their outputs in place.
 notebooks: setup

@@ -65,11 +65,11 @@ def load_dataset(
         return _load_ml100k()
     if name.startswith("amazon2014:"):
         category = name.split(":", 1)[1]
-        root = Path(data_root or os.environ.get("HANDBOOK_DATA_ROOT") or resolve("data"))
-        folder = root / "amazon2014" / category
+        folder = amazon2014_folder(category, data_root)
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"{name}: no folder {folder}; put the Amazon 2014 files there ({LAYOUTS}), "
+                f"e.g. with `python -m handbook.data.download {category}`, "
                 "or pass data_root=<folder holding amazon2014/> (or set HANDBOOK_DATA_ROOT)"
             )
         return _load_path(folder, name)
@@ -80,6 +80,12 @@ def load_dataset(
         known = ", ".join(KNOWN_DATASETS)
         raise ValueError(f"unknown dataset {name!r}: use one of {known}, or a path to {LAYOUTS}")
     return _load_path(path, name)
+
+
+def amazon2014_folder(category: str, data_root: str | os.PathLike | None = None) -> Path:
+    """The folder `amazon2014:<category>` is read from: <data_root>/amazon2014/<category>."""
+    root = Path(data_root or os.environ.get("HANDBOOK_DATA_ROOT") or resolve("data"))
+    return root / "amazon2014" / category
 
 
 def _load_path(path: Path, name: str) -> Dataset:

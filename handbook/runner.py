@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,76 @@ from handbook.paths import repo_root
 KERNEL = "python3"
 
 
+class ParameterError(ValueError):
+    """A parameter a notebook does not have; the message names it, the notebook and the accepted names."""
+
+
+def notebook_parameters(notebook: str | Path) -> list[str]:
+    """The names assigned in a notebook's cell tagged `parameters` (what papermill can set)."""
+    import nbformat
+
+    # ast rather than papermill.inspect_notebook: papermill skips lines whose comment it cannot
+    # parse (quotes or parentheses in it), which would report a real parameter as unknown.
+    nb = nbformat.read(str(notebook), as_version=4)
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def check_parameter(name: str, notebook: str | Path, known: Sequence[str], where: str) -> None:
+    """Raise ParameterError unless `name` is one of `known`, the parameters of `notebook`.
+
+    `where` says who set it ("-p", "`fixed`"); the message adds the closest accepted name, if
+    any is close, and all of them.
+    """
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ParameterError(
+        f"{where} sets {name!r}, which is not a parameter of {Path(notebook).name}{hint}; "
+        f"its parameters are {', '.join(known)}"
+    )
+
+
+def check_parameters(notebook: str | Path, names: Sequence[str], where: str = "-p") -> None:
+    """Raise ParameterError for the first of `names` that `notebook` cannot take (`where`: who set it)."""
+    if not names:
+        return
+    known = notebook_parameters(notebook)
+    if not known:
+        raise ParameterError(
+            f"{Path(notebook).name} has no cell tagged `parameters`, so {where} cannot set {names[0]!r} in it"
+        )
+    for name in names:
+        if name == "OUTPUT_DIR":
+            # The runner points it at the run's folder and reads metrics.json from there.
+            raise ParameterError(
+                f"{where} sets OUTPUT_DIR, which the runner sets to each notebook's folder; "
+                "choose the folder with --runs-dir (or execute_notebook's output_dir)"
+            )
+        check_parameter(name, notebook, known, where)
+
+
 def execute_notebook(
     notebook: str | Path,
     output_dir: str | Path,
     parameters: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run `notebook` with papermill into `output_dir`, with OUTPUT_DIR set there; return its metrics."""
+    """Run `notebook` with papermill into `output_dir`, with OUTPUT_DIR set there; return its metrics.
+
+    Raises ParameterError, before anything runs, for a name of `parameters` the notebook lacks.
+    """
     import papermill
 
     notebook, output_dir = Path(notebook).resolve(), Path(output_dir).resolve()
+    # papermill would inject an unknown name as a new variable that nothing reads
+    check_parameters(notebook, list(parameters or {}), where="parameters")
     output_dir.mkdir(parents=True, exist_ok=True)
     params = {"OUTPUT_DIR": str(output_dir), **(parameters or {})}
     papermill.execute_notebook(
@@ -110,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(nb) for nb in args.notebooks if not nb.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
+    if params and args.in_place:
+        parser.error("-p cannot be combined with --in-place: committed notebooks run at their defaults")
+    try:  # every notebook is checked before any runs: a typo fails in a second, not an hour in
+        for notebook in args.notebooks:
+            check_parameters(notebook, list(params))
+    except ParameterError as err:
+        parser.error(str(err))
 
     results: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}

@@ -23,7 +23,6 @@ A failed run is recorded and the others go on; running the sweep again skips fin
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import difflib
 import itertools
@@ -46,7 +45,14 @@ import yaml
 
 from handbook.io import write_json_atomic, write_text_atomic
 from handbook.paths import repo_root, resolve
-from handbook.runner import _parse_value, execute_notebook, flatten_scalars
+from handbook.runner import (
+    ParameterError,
+    _parse_value,
+    check_parameter,
+    execute_notebook,
+    flatten_scalars,
+    notebook_parameters,
+)
 
 KEYS = ("notebook", "description", "fixed", "grid", "cases", "seeds", "report")
 
@@ -160,22 +166,6 @@ def _run_name(params: dict[str, Any], keys: list[str]) -> str:
     return "_".join(f"{key}={_slug(params[key])}" for key in keys) or "run"
 
 
-def notebook_parameters(notebook: str | Path) -> list[str]:
-    """The names assigned in a notebook's cell tagged `parameters` (what papermill can set)."""
-    import nbformat
-
-    # ast rather than papermill.inspect_notebook: papermill skips lines whose comment it cannot
-    # parse (quotes or parentheses in it), which would report a real parameter as unknown.
-    nb = nbformat.read(str(notebook), as_version=4)
-    names: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            for node in ast.parse(cell.source).body:
-                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-                names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
-    return names
-
-
 def _placeholders(template: str) -> list[str]:
     """The parameter names a report template refers to: "{n_digits}" -> ["n_digits"]."""
     names = []
@@ -254,13 +244,10 @@ def load_sweep(
     def check(name: str, where: str) -> None:
         if name == "OUTPUT_DIR":
             raise SweepError(f"{path}: {where} sets OUTPUT_DIR, which the sweep sets for each run; remove it")
-        if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise SweepError(
-                f"{path}: {where} sets {name!r}, which is not a parameter of {notebook.name}{hint}; "
-                f"its parameters are {', '.join(known)}"
-            )
+        try:
+            check_parameter(name, notebook, known, where)
+        except ParameterError as err:
+            raise SweepError(f"{path}: {err}") from None
 
     for place, names in places.items():
         for name in names:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pytest
 
-from handbook.runner import _parse_value, main, summary_table
+from handbook.runner import (
+    ParameterError,
+    _parse_value,
+    check_parameters,
+    execute_notebook,
+    main,
+    summary_table,
+)
 
 
 def test_summary_table_flattens_scalars() -> None:
@@ -32,3 +42,81 @@ def test_bad_parameter_syntax_is_named(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["-p", "seed", "notebooks/00_overview.ipynb"])
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def small_notebook(folder: Path, name: str, parameters: str) -> Path:
+    """A notebook whose `parameters` cell is `parameters` and that writes its `x` to metrics.json."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    body = "from handbook.io import write_metrics\nwrite_metrics(OUTPUT_DIR, {'x': x})"
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_unknown_parameter_is_named_with_the_accepted_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["-p", "widht=64", "notebooks/00_overview.ipynb"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "-p sets 'widht', which is not a parameter of 00_overview.ipynb" in err
+    assert "its parameters are " in err and "seed" in err and "matrix_size" in err
+
+
+def test_close_parameter_name_is_suggested(tmp_path: Path) -> None:
+    notebook = small_notebook(tmp_path, "a", 'OUTPUT_DIR = "out"\nx = 1\nwidth = 8  # codes per digit\n')
+    with pytest.raises(ParameterError, match=r"'widht', which is not a parameter of a\.ipynb \(did you mean 'width'\?\)"):
+        check_parameters(notebook, ["x", "widht"])
+    check_parameters(notebook, ["x", "width"])  # known names pass
+
+
+def test_parameters_of_every_notebook_are_checked_before_any_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = small_notebook(tmp_path, "first", 'OUTPUT_DIR = "out"\nx = 1\n')
+    second = small_notebook(tmp_path, "second", 'OUTPUT_DIR = "out"\ny = 1\n')
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stop:
+        main(["-p", "x=2", "--runs-dir", str(runs), str(first), str(second)])
+    assert stop.value.code == 2
+    assert "'x', which is not a parameter of second.ipynb" in capsys.readouterr().err
+    assert not runs.exists()  # the first notebook, which has x, did not run either
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-p", "OUTPUT_DIR=elsewhere"], "-p sets OUTPUT_DIR, which the runner sets"),
+        (["--in-place", "-p", "x=2"], "-p cannot be combined with --in-place"),
+    ],
+)
+def test_parameters_the_runner_cannot_pass_are_refused(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook = small_notebook(tmp_path, "a", 'OUTPUT_DIR = "out"\nx = 1\n')
+    with pytest.raises(SystemExit):
+        main([*argv, "--runs-dir", str(tmp_path / "runs"), str(notebook)])
+    assert message in capsys.readouterr().err
+    assert nbformat.read(notebook, as_version=4).cells[0].outputs == []  # not executed in place
+
+
+def test_notebook_without_parameters_cell_refuses_parameters(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "bare.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(ParameterError, match=r"bare\.ipynb has no cell tagged `parameters`, so -p cannot set 'x'"):
+        check_parameters(path, ["x"])
+    check_parameters(path, [])  # nothing asked, nothing to check
+
+
+def test_execute_notebook_checks_names_before_running(tmp_path: Path) -> None:
+    notebook = small_notebook(tmp_path, "a", 'OUTPUT_DIR = "out"\nx = 1\n')
+    with pytest.raises(ParameterError, match="parameters sets 'y', which is not a parameter of a.ipynb"):
+        execute_notebook(notebook, tmp_path / "out", {"y": 2})
+    assert not (tmp_path / "out").exists()
+    # a known name runs and reaches the notebook
+    assert execute_notebook(notebook, tmp_path / "out", {"x": 2}) == {"x": 2}

@@ -163,3 +163,31 @@ def test_token_ranges_match_sid_offsets() -> None:
             assert ((prefix[:, j] >= low) & (prefix[:, j] < low + sids.codebook_sizes[j])).all()
     assert len(seen) == sids.n_digits
     assert list(itertools.accumulate(p.shape[1] for p in seen))[-1] == sum(range(sids.n_digits))
+
+
+def test_stateful_step_is_told_each_beams_parent() -> None:
+    # A step with `reorder` keeps per-beam state: after reorder(parent) its state must be the
+    # prefixes of the surviving beams, i.e. the next call's prefixes without their last token.
+    sids = sparse_sids(n_items=25, seed=9)
+    inner, _ = markov_step(sids, batch=3, seed=10)
+
+    class Recording:
+        def __init__(self) -> None:
+            self.state: torch.Tensor | None = None  # (N, t) prefixes of the last call
+            self.n_reorders = 0
+
+        def __call__(self, rows: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+            if prefix.shape[1]:
+                assert self.state is not None and torch.equal(prefix[:, :-1], self.state)
+            self.state = prefix
+            return inner(rows, prefix)
+
+        def reorder(self, parent: torch.Tensor) -> None:
+            self.state = self.state[parent]
+            self.n_reorders += 1
+
+    step = Recording()
+    result = beam_search(step, batch_size=3, sids=sids, beam_size=5)
+    assert step.n_reorders == sids.n_digits - 1  # not after the last digit
+    plain = beam_search(inner, batch_size=3, sids=sids, beam_size=5)
+    assert torch.equal(result.items, plain.items)

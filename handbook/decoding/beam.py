@@ -4,6 +4,13 @@ A model is reached through one function, `step_fn(rows, prefix_tokens) -> (N, vo
 logits or log-probs of the next token, where `prefix_tokens` (N, t) are the SID tokens
 generated so far by N beams (t = 0 at the first digit) and `rows` (N,) says which row of
 the batch each beam belongs to (so the model can pick its encoder output or prompt).
+The beams of a row are contiguous: `rows` is `arange(B).repeat_interleave(N // B)`.
+
+A step function may also keep state between digits, such as a model's KV cache: if it has
+a method `reorder(parent)`, it is called after each digit but the last, with `parent` (N',)
+the index of each surviving beam's parent among the N beams just scored, so the state can
+follow its beams (`state = state[parent]`); the next call then only needs the last token of
+`prefix_tokens`. A plain function is never told, and must read the whole prefix.
 
 At digit t only the tokens of that digit's range are scored, and the log-probs are
 renormalised over the tokens that are allowed:
@@ -99,6 +106,9 @@ def beam_search(
         codes = torch.cat([codes[parent], (index % size).reshape(-1, 1)], dim=1)
         scores = top.reshape(-1)
         per_row = k
+        reorder = getattr(step_fn, "reorder", None)
+        if reorder is not None and level < sids.n_digits - 1:
+            reorder(parent)
 
     item = torch.as_tensor(
         np.asarray(sids.lookup(codes.cpu().numpy())), device=dev

@@ -5,7 +5,7 @@ flattened and embedded as in TIGER (`handbook.models.transformer.SIDEmbedding`: 
 digit-within-item + item slot; the target's tokens sit in one more slot after the most
 recent item). The model predicts each target token from everything before it, so
 generation is the same digit-by-digit beam search as TIGER's, over a prompt instead of
-an encoder's memory; each step reruns the whole (short) sequence, no KV cache.
+an encoder's memory; each step reruns the whole sequence (no KV cache here, unlike TIGER).
 
 Loss: by default cross-entropy on the target's tokens only (`history_loss=False`), the
 same objective as the encoder-decoder, which makes the architecture the only difference
@@ -18,6 +18,12 @@ adds the history's next-token loss, here over history tokens predicted from the
 previous history token (the user token and padding predict nothing), averaged together
 with the target's tokens.
 
+Positions and output head are TIGER's options (`handbook.models.tiger`): by default T5's
+causal relative position bias over the real tokens (padding takes no position) and no
+digit or slot embeddings, and one softmax per SID level; `positions="absolute"` and
+`output="full_vocab"` give this module's first version. GRID's `SemanticIDDecoderOnly`
+runs a Hugging Face T5 stack (relative bias) with one head per level, as the defaults do.
+
 Default depth: 8 layers, the 4 + 4 of TIGER's encoder and decoder, which gives a similar
 parameter count (a decoder-only layer has no cross-attention); the other sizes are TIGER's.
 """
@@ -27,15 +33,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from handbook.models.transformer import (
+    OUTPUTS,
+    POSITIONS,
     SIDEmbedding,
     SIDGenerativeModel,
+    SIDOutput,
     Stack,
+    check_choice,
     history_positions,
     init_weights,
+    token_positions,
 )
 from handbook.sid import BOS_TOKEN, PAD_TOKEN, SemanticIDs
 
@@ -56,8 +66,12 @@ class DecoderOnly(SIDGenerativeModel):
         dropout: float = 0.1,
         n_user_bins: int = 0,
         history_loss: bool = False,
+        output: str = "per_level",
+        positions: str = "relative",
     ) -> None:
         super().__init__(sids, max_items=max_items, n_user_bins=n_user_bins)
+        check_choice("output", output, OUTPUTS)
+        check_choice("positions", positions, POSITIONS)
         self.config = {
             "max_items": max_items,
             "d_model": d_model,
@@ -68,14 +82,22 @@ class DecoderOnly(SIDGenerativeModel):
             "dropout": dropout,
             "n_user_bins": n_user_bins,
             "history_loss": history_loss,
+            "output": output,
+            "positions": positions,
         }
         self.history_loss = history_loss
+        self.relative = positions == "relative"
         # Slots: NO_SLOT (user), 1..max_items (history), max_items + 1 (the generated item).
         self.target_slot = max_items + 1
-        self.embed = SIDEmbedding(self.vocab_size, self.n_digits, max_items + 2, d_model, dropout)
+        self.embed = SIDEmbedding(
+            self.vocab_size, self.n_digits, max_items + 2, d_model, dropout, absolute=not self.relative
+        )
         self.user_embed = nn.Embedding(n_user_bins, d_model) if n_user_bins else None
-        self.stack = Stack(n_layers, d_model, n_heads, head_dim, d_ff, dropout)
-        self.head = nn.Linear(d_model, self.vocab_size, bias=False)
+        self.stack = Stack(
+            n_layers, d_model, n_heads, head_dim, d_ff, dropout,
+            relative_bias="causal" if self.relative else None,
+        )  # fmt: skip
+        self.head = SIDOutput(d_model, sids, output)
         self.apply(init_weights)
 
     def encode(
@@ -115,7 +137,8 @@ class DecoderOnly(SIDGenerativeModel):
         # SDPA from a softmax over nothing (its output is never used).
         eye = torch.eye(n, dtype=torch.bool, device=x.device)
         mask = (causal & keys[:, None, :]) | eye  # (B, S + t, S + t)
-        return self.stack(x, mask.unsqueeze(1))
+        positions = token_positions(keys) if self.relative else None
+        return self.stack(x, mask.unsqueeze(1), positions=positions)
 
     def decode_step(
         self, prompt: torch.Tensor, valid: torch.Tensor, prefix_tokens: torch.Tensor
@@ -123,7 +146,7 @@ class DecoderOnly(SIDGenerativeModel):
         """Log-probs (B, vocab_size) of the next SID token after the prompt, BOS and `prefix_tokens` (B, t)."""
         bos = prefix_tokens.new_full((prefix_tokens.shape[0], 1), BOS_TOKEN)
         hidden = self._run(prompt, valid, torch.cat([bos, prefix_tokens.long()], dim=1))
-        return torch.log_softmax(self.head(hidden[:, -1]).float(), dim=-1)
+        return self.head(hidden[:, -1], level=prefix_tokens.shape[1])
 
     def loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         """Cross-entropy of the target's SID tokens (and, with `history_loss`, of the history's)."""
@@ -131,18 +154,14 @@ class DecoderOnly(SIDGenerativeModel):
         prompt, valid = self.encode(history, users)
         bos = target.new_full((target.shape[0], 1), BOS_TOKEN)
         hidden = self._run(prompt, valid, torch.cat([bos, target[:, :-1]], dim=1))
-        logits = self.head(
-            hidden[:, -self.n_digits :]
-        )  # (B, n_digits, vocab): BOS.. predict target
+        states = hidden[:, -self.n_digits :]  # (B, n_digits, D): BOS.. predict the target
         labels = target
         if self.history_loss:
             tokens = self._fit_history(history)  # (B, T)
             start = prompt.shape[1] - tokens.shape[1]  # 1 with a user token, else 0
             # History token i predicts token i + 1 where both are real tokens.
-            pred = self.head(hidden[:, start : start + tokens.shape[1] - 1])  # (B, T - 1, vocab)
+            pred = hidden[:, start : start + tokens.shape[1] - 1]  # (B, T - 1, D)
             nxt = tokens[:, 1:].masked_fill(tokens[:, :-1] == PAD_TOKEN, PAD_TOKEN)
-            logits = torch.cat([logits, pred], dim=1)
+            states = torch.cat([states, pred], dim=1)
             labels = torch.cat([labels, nxt], dim=1)
-        return F.cross_entropy(
-            logits.float().reshape(-1, self.vocab_size), labels.reshape(-1), ignore_index=PAD_TOKEN
-        )
+        return self.head.loss(states, labels)

@@ -4,8 +4,14 @@
   `torch.nn.functional.scaled_dot_product_attention`. As in T5 (and TIGER's config), the
   number of heads and the size of a head are separate settings, so the attention's inner
   width `n_heads * head_dim` (TIGER: 6 x 64 = 384) need not equal `d_model` (128).
-* `SIDEmbedding`: a SID token plus what the flattened sequence loses: which digit of its
-  item the token is, and which history slot its item sits in.
+* `RelativePositionBias`: T5's bucketed relative position bias (`relative_position_bucket`),
+  one learned scalar per head and bucket, computed once per stack and shared by its layers,
+  added to the attention logits through SDPA's float `attn_mask` (TIGER and GRID run T5).
+* `SIDEmbedding`: a SID token plus, with absolute positions, what the flattened sequence
+  loses: which digit of its item the token is, and which history slot its item sits in.
+* `SIDOutput`: the output head, one softmax over the whole SID vocabulary (TIGER's T5) or
+  one softmax per SID level over that level's codes (GRID, cornac).
+* `Block.step`: one decoding step on cached keys and values (the KV cache of beam search).
 * `SIDGenerativeModel`: what both models share: the item id -> SID token table,
   `make_batches`, the hashed user token and `recommend` through `handbook.decoding.beam`.
   A subclass only provides `encode`, `decode_step` and `loss`.
@@ -16,6 +22,7 @@ makes them; a history of L items becomes L * n_digits tokens, item after item.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from handbook.decoding.beam import beam_search
-from handbook.sid import PAD_TOKEN, SemanticIDs
+from handbook.decoding.beam import StepFn, beam_search
+from handbook.sid import N_SPECIAL_TOKENS, PAD_TOKEN, SemanticIDs
 
 #: digit index of a special token (BOS, user) in `SIDEmbedding`; digit j of an item is j + 1
 NO_DIGIT = 0
@@ -45,20 +52,45 @@ class Attention(nn.Module):
         self.out = nn.Linear(inner, d_model, bias=False)
         self.dropout = dropout
 
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, H, S, dh) each of a context (B, S, D): what a KV cache keeps."""
+        b, s, _ = context.shape
+        k, v = self.kv(context).view(b, s, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn_mask: torch.Tensor,
+        group: int = 1,
+    ) -> torch.Tensor:
+        """x (N, T, D) attends to keys/values (N // group, H, S, dh); attn_mask bool (True = may
+        attend) or float (added to the logits), broadcastable to (N // group, H, group * T, S).
+
+        With `group` > 1, rows g * i .. g * i + g - 1 of x share key row i: the beams of one user
+        read that user's encoder keys as extra queries, so the keys are never copied per beam.
+        """
+        n, t, _ = x.shape
+        q = self.q(x).view(n, t, self.n_heads, self.head_dim).transpose(1, 2)  # (N, H, T, dh)
+        if group > 1:  # (N, H, T, dh) -> (N / g, H, g * T, dh)
+            q = q.view(n // group, group, self.n_heads, t, self.head_dim).transpose(1, 2)
+            q = q.reshape(n // group, self.n_heads, group * t, self.head_dim)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        if group > 1:  # back to (N, H, T, dh)
+            y = y.view(n // group, self.n_heads, group, t, self.head_dim).transpose(1, 2)
+            y = y.reshape(n, self.n_heads, t, self.head_dim)
+        return self.out(y.transpose(1, 2).reshape(n, t, self.n_heads * self.head_dim))
+
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, attn_mask: torch.Tensor
     ) -> torch.Tensor:
-        """x (B, T, D) attends to context (B, S, D); attn_mask bool (B, 1, T or 1, S), True = may attend."""
-        b, t, _ = x.shape
-        s = context.shape[1]
-        q = self.q(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
-        k, v = (
-            self.kv(context).view(b, s, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        )  # (B, H, S, dh) each
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, dh)
-        return self.out(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+        """x (B, T, D) attends to context (B, S, D); attn_mask (B or 1, 1 or H, T or 1, S), bool
+        (True = may attend) or float (added to the logits: relative position bias, -inf = masked)."""
+        return self.attend(x, *self.keys_values(context), attn_mask)
 
 
 class FeedForward(nn.Sequential):
@@ -112,9 +144,98 @@ class Block(nn.Module):
             x = x + self.drop(self.cross_attn(self.ln_cross(x), memory, memory_mask))
         return x + self.drop(self.ff(self.ln_ff(x)))
 
+    def step(
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+        self_mask: torch.Tensor | None,
+        cross: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cross_mask: torch.Tensor | None = None,
+        group: int = 1,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new token per row, x (N, 1, D), on cached keys: -> (N, 1, D) and the grown cache.
+
+        past: this layer's self-attention keys/values (N, H, t, dh) of the earlier tokens (None
+        at t = 0); self_mask: None (attend to all of them and itself, causal by construction) or
+        a float bias (1 or N, H, 1, t + 1). cross: the encoder's keys/values (N // group, H, S, dh),
+        computed once per user; cross_mask (N // group, 1, 1, S) bool.
+        """
+        h = self.ln_self(x)
+        k, v = self.self_attn.keys_values(h)  # (N, H, 1, dh)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v, self_mask))
+        if self.cross_attn is not None:
+            if cross is None or cross_mask is None:
+                raise ValueError("a cross-attention block needs the cached encoder keys and their mask")
+            x = x + self.drop(self.cross_attn.attend(self.ln_cross(x), *cross, cross_mask, group))
+        return x + self.drop(self.ff(self.ln_ff(x))), (k, v)
+
+
+def relative_position_bucket(
+    relative_position: torch.Tensor,
+    bidirectional: bool,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+) -> torch.Tensor:
+    """T5's bucket (int64, same shape) of each relative position `key - query`.
+
+    Half the buckets (all of them when not `bidirectional`, where keys after the query get
+    bucket 0) are exact distances 0..n/2 - 1, the other half grow logarithmically up to
+    `max_distance`, beyond which all distances share the last bucket. Bidirectional: keys
+    after the query use the upper half of the buckets.
+    """
+    n = num_buckets
+    bucket = torch.zeros_like(relative_position)
+    if bidirectional:
+        n //= 2
+        bucket = bucket + (relative_position > 0).long() * n
+        distance = relative_position.abs()
+    else:
+        distance = (-relative_position).clamp(min=0)  # only keys before the query count
+    exact = n // 2
+    # log-spaced buckets for distances exact .. max_distance; clamp(1) keeps log(0) out of
+    # the rows torch.where discards anyway
+    log_ratio = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact)
+    far = (exact + (log_ratio * (n - exact)).long()).clamp(max=n - 1)
+    return bucket + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned relative position bias: one scalar per (bucket, head), added to attention logits."""
+
+    def __init__(
+        self, n_heads: int, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128
+    ) -> None:
+        super().__init__()
+        self.bidirectional, self.num_buckets, self.max_distance = (
+            bidirectional, num_buckets, max_distance,
+        )  # fmt: skip
+        self.table = nn.Embedding(num_buckets, n_heads)
+
+    def forward(self, query_pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """Bias (B, H, T, S) for positions query_pos (B, T) and key_pos (B, S) (B may be 1)."""
+        relative = key_pos[:, None, :] - query_pos[:, :, None]  # (B, T, S)
+        bucket = relative_position_bucket(
+            relative, self.bidirectional, self.num_buckets, self.max_distance
+        )
+        # index_select, not table(bucket): its backward is deterministic on a multi-threaded CPU
+        bias = self.table.weight.index_select(0, bucket.reshape(-1))  # (B * T * S, H)
+        return bias.view(*bucket.shape, -1).permute(0, 3, 1, 2)
+
+
+def biased_mask(bias: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Float attention mask: `bias` (B, H, T, S) where `allowed` (B, 1, T, S) bool, -inf elsewhere."""
+    return bias.masked_fill(~allowed, float("-inf"))
+
 
 class Stack(nn.Module):
-    """`n_layers` pre-LN blocks and the final LayerNorm pre-LN needs."""
+    """`n_layers` pre-LN blocks, the final LayerNorm pre-LN needs, and (relative positions) T5's bias.
+
+    With `relative_bias` ("bidirectional" for an encoder, "causal" for a decoder) one
+    `RelativePositionBias` serves every layer of the stack, as in T5 (the first layer owns it,
+    the others reuse its output); cross-attention has none.
+    """
 
     def __init__(
         self,
@@ -125,13 +246,32 @@ class Stack(nn.Module):
         d_ff: int,
         dropout: float,
         cross_attention: bool = False,
+        relative_bias: str | None = None,
     ) -> None:
         super().__init__()
+        if relative_bias not in (None, "bidirectional", "causal"):
+            raise ValueError(
+                f"relative_bias must be None, 'bidirectional' or 'causal', got {relative_bias!r}"
+            )
         self.blocks = nn.ModuleList(
             Block(d_model, n_heads, head_dim, d_ff, dropout, cross_attention)
             for _ in range(n_layers)
         )
         self.final_ln = nn.LayerNorm(d_model)
+        self.bias = (
+            RelativePositionBias(n_heads, bidirectional=relative_bias == "bidirectional")
+            if relative_bias
+            else None
+        )
+
+    def self_mask(self, allowed: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """The self-attention mask every layer uses: `allowed` bool (B or 1, 1, T, T), plus the
+        relative bias of `positions` (B or 1, T) (default 0..T-1) when the stack has one."""
+        if self.bias is None:
+            return allowed
+        if positions is None:
+            positions = torch.arange(allowed.shape[-1], device=allowed.device).unsqueeze(0)
+        return biased_mask(self.bias(positions, positions), allowed)
 
     def forward(
         self,
@@ -139,32 +279,114 @@ class Stack(nn.Module):
         self_mask: torch.Tensor,
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D)."""
+        """(B, T, D) -> (B, T, D); self_mask bool (B or 1, 1, T, T), positions (B or 1, T)."""
+        mask = self.self_mask(self_mask, positions)  # once per stack, shared by its layers
         for block in self.blocks:
-            x = block(x, self_mask, memory, memory_mask)
+            x = block(x, mask, memory, memory_mask)
         return self.final_ln(x)
 
 
 class SIDEmbedding(nn.Module):
-    """Token embedding + digit-within-item embedding + item-slot embedding, then dropout."""
+    """Token embedding, with `absolute` positions + digit-within-item + item-slot embeddings, then dropout."""
 
     def __init__(
-        self, vocab_size: int, n_digits: int, n_slots: int, d_model: int, dropout: float
+        self,
+        vocab_size: int,
+        n_digits: int,
+        n_slots: int,
+        d_model: int,
+        dropout: float,
+        absolute: bool = True,
     ) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=PAD_TOKEN)
         # row NO_DIGIT for special tokens, row j + 1 for digit j
-        self.digits = nn.Embedding(n_digits + 1, d_model)
+        self.digits = nn.Embedding(n_digits + 1, d_model) if absolute else None
         # row NO_SLOT for tokens outside the history; the model decides what the others mean
-        self.slots = nn.Embedding(n_slots, d_model)
+        self.slots = nn.Embedding(n_slots, d_model) if absolute else None
         self.drop = nn.Dropout(dropout)
 
     def forward(
         self, tokens: torch.Tensor, digit: torch.Tensor, slot: torch.Tensor
     ) -> torch.Tensor:
-        """tokens (B, T) and digit, slot (T,) or (B, T) -> (B, T, D)."""
-        return self.drop(self.tokens(tokens) + self.digits(digit) + self.slots(slot))
+        """tokens (B, T) and digit, slot (T,) or (B, T) (ignored without absolute positions) -> (B, T, D)."""
+        x = self.tokens(tokens)
+        if self.digits is not None and self.slots is not None:
+            x = x + self.digits(digit) + self.slots(slot)
+        return self.drop(x)
+
+
+def token_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Relative-bias positions (B, T) of a padded sequence: the number of real tokens before each.
+
+    Padding takes no position, so neither left padding nor a user token in front of it
+    changes the distance between two tokens.
+    """
+    return valid.long().cumsum(dim=1) - 1
+
+
+#: output heads of `SIDOutput`
+OUTPUTS = ("per_level", "full_vocab")
+#: position encodings of the SID models
+POSITIONS = ("relative", "absolute")
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """`value` if it is one of `choices`, else a ValueError naming the parameter."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+class SIDOutput(nn.Module):
+    """Next-token head: one softmax over the whole SID vocabulary (`full_vocab`, TIGER's T5), or
+    one per SID level over that level's codes (`per_level`, GRID and cornac's heads).
+
+    Both return log-probs over the vocabulary (..., vocab_size); per level, a level's token
+    range holds its own log-softmax and the special tokens -inf, so training and beam search,
+    which keeps only the digit's range, normalise alike.
+    """
+
+    def __init__(self, d_model: int, sids: SemanticIDs, output: str) -> None:
+        super().__init__()
+        self.output = check_choice("output", output, OUTPUTS)
+        self.vocab_size = sids.vocab_size
+        self.starts = [N_SPECIAL_TOKENS + int(o) for o in sids.offsets]
+        self.sizes = [int(n) for n in sids.codebook_sizes]
+        if output == "full_vocab":
+            self.proj = nn.Linear(d_model, sids.vocab_size, bias=False)
+        else:
+            self.levels = nn.ModuleList(nn.Linear(d_model, n, bias=False) for n in self.sizes)
+
+    def forward(self, h: torch.Tensor, level: int | None = None) -> torch.Tensor:
+        """Log-probs (..., vocab_size) of hidden states h (..., D), float32.
+
+        `level`: per_level computes only that level's head (the rest -inf), as a decoding step
+        needs; None computes every level's, as a loss over tokens of mixed levels needs.
+        """
+        if self.output == "full_vocab":
+            return torch.log_softmax(self.proj(h).float(), dim=-1)
+        out = h.new_full((*h.shape[:-1], self.vocab_size), float("-inf"), dtype=torch.float32)
+        for j in range(len(self.sizes)) if level is None else [level]:
+            start = self.starts[j]
+            out[..., start : start + self.sizes[j]] = torch.log_softmax(
+                self.levels[j](h).float(), dim=-1
+            )
+        return out
+
+    def loss(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of label tokens (...,) under h (..., D); PAD labels are ignored.
+
+        Per level, a token is scored by its own level's softmax, so the mean over a target
+        SID is the mean of the levels' cross-entropies (GRID and cornac sum them: a constant
+        factor n_digits, which Adam does not see).
+        """
+        logp = self(h)  # (..., vocab)
+        keep = labels != PAD_TOKEN
+        nll = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (...,)
+        return nll.masked_fill(~keep, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 def history_positions(
@@ -332,6 +554,19 @@ class SIDGenerativeModel(nn.Module):
         """Next-token log-probs (B, vocab_size) after BOS and `prefix_tokens` (B, t)."""
         raise NotImplementedError
 
+    def beam_step(self, context: torch.Tensor, mask: torch.Tensor, cache: bool = True) -> StepFn:
+        """The `step_fn` of `beam_search` for one batch of encoded users.
+
+        Without `cache` (or for a model without a KV cache) every step reruns `decode_step`
+        over the whole prefix; a subclass with a cache returns a stateful step instead
+        (`__call__` + `reorder`, see `handbook.decoding.beam`) whose results are the same.
+        """
+
+        def step(rows: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+            return self.decode_step(context[rows], mask[rows], prefix)
+
+        return step
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def recommend(
@@ -342,11 +577,13 @@ class SIDGenerativeModel(nn.Module):
         constrained: bool = True,
         users: torch.Tensor | np.ndarray | None = None,
         batch_size: int = 256,
+        cache: bool = True,
     ) -> tuple[torch.Tensor, float]:
         """Top-k item ids (B, k) by beam search (0 where fewer beams are items) and the invalid-beam share.
 
         histories: item ids (B, L), left-padded with 0. `beam_size` defaults to `k`. The
         share is that of finished beams whose SID is no item: 0 when `constrained`.
+        `cache=False` decodes without the KV cache (same results, slower; for comparison).
         """
         beam_size = k if beam_size is None else beam_size
         if not 1 <= k <= beam_size:
@@ -361,17 +598,8 @@ class SIDGenerativeModel(nn.Module):
                 tokens = self.history_tokens(hist[start : start + batch_size])
                 part = None if user is None else user[start : start + batch_size]
                 context, mask = self.encode(tokens, part)
-
-                def step(
-                    rows: torch.Tensor,
-                    prefix: torch.Tensor,
-                    context: torch.Tensor = context,
-                    mask: torch.Tensor = mask,
-                ) -> torch.Tensor:
-                    return self.decode_step(context[rows], mask[rows], prefix)
-
                 result = beam_search(
-                    step,
+                    self.beam_step(context, mask, cache=cache),
                     tokens.shape[0],
                     self.sids,
                     beam_size,

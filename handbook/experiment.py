@@ -43,7 +43,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handbook.data import items_in_order, load_dataset, prepare, training_samples
+from handbook.data import (
+    items_in_order,
+    load_dataset,
+    prepare,
+    samples_per_sequence,
+    training_samples,
+)
 from handbook.data.preprocess import SequenceData
 from handbook.decoding.beam import evaluate_generative
 from handbook.decoding.graph import evaluate_graph
@@ -109,7 +115,9 @@ TIGER_CONFIG = {
     "rqvae_batch_size": 1024,  # batch 1024
     "rqvae_lr": 1e-3,  # TIGER: Adagrad lr 0.4; the handbook's RQ-VAE uses Adam, at Adam's usual 1e-3
     "max_items": 20,  # histories truncated to the last 20 items
-    "sliding_window": True,  # every prefix of a training sequence is a sample (TIGER, GRID)
+    # every prefix of a training sequence is a sample (TIGER's sliding windows); GRID's code trains
+    # on every contiguous sub-sequence instead ("subsequences", n(n-1)/2 samples of n items)
+    "augmentation": "prefixes",
     "d_model": 128,  # input dimension 128
     "n_heads": 6,  # 6 heads ...
     "head_dim": 64,  # ... of dimension 64
@@ -225,21 +233,81 @@ def _check_model(model: str) -> str:
     return name
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """An override converted to its default's type where that is lossless (1 -> 1.0, "true" -> True)."""
-    if isinstance(default, bool):
+# Overrides whose values go beyond their default's type: the types accepted and how to say so.
+_ALSO_ACCEPTED: dict[str, tuple[tuple[type, ...], str]] = {"amp": ((bool, str), 'true, false, "bf16" or "fp16"')}
+
+
+def _convert(value: Any, reference: Any) -> tuple[bool, Any]:
+    """(True, `value` in `reference`'s type) where that is lossless (1 -> 1.0, "true" -> True), else (False, None)."""
+    if isinstance(reference, bool):
+        if isinstance(value, bool):
+            return True, value
         if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise ValueError(f"override {name}={value!r}: expected true or false")
+            return True, value.lower() == "true"
+    elif isinstance(reference, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+    elif isinstance(reference, float) or reference is None:  # None: no model gives a typed default
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value) if reference is not None else value
+    elif isinstance(reference, str):
+        if isinstance(value, str):
+            return True, value
+    elif isinstance(reference, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            items = [_convert(item, reference[0]) if reference else (True, item) for item in value]
+            if all(ok for ok, _ in items):
+                return True, [item for _, item in items]
+    else:
+        return True, value
+    return False, None
+
+
+def _type_name(reference: Any) -> str:
+    """What an override of a value like `reference` must be, in words."""
+    if isinstance(reference, bool):
+        return "true or false"
+    if isinstance(reference, int):
+        return "an integer"
+    if isinstance(reference, str):
+        return "a string"
+    if isinstance(reference, (list, tuple)):
+        return "a list" + (f" of {_type_name(reference[0]).removeprefix('an ').removeprefix('a ')}s" if reference else "")
+    return "a number"
+
+
+def _cli_text(value: Any) -> str:
+    """`value` as it is written after -o NAME=: strings bare, everything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _coerce(name: str, value: Any, default: Any, model: str = "") -> Any:
+    """An override converted to its default's type where that is lossless (1 -> 1.0, "true" -> True).
+
+    Raises a ValueError naming the override, `model`, the type expected and an example. None
+    (null) is accepted where some model's default is None (grad_clip, score_weight).
+    """
+    # A default of None says nothing of the type: another model's default for the name may.
+    typed = [c[name] for c in CONFIGS.values() if c.get(name) is not None]
+    reference = default if default is not None else (typed[0] if typed else None)
+    nullable = any(name in c and c[name] is None for c in CONFIGS.values())
+    if value is None and nullable:
+        return None
+    also, described = _ALSO_ACCEPTED.get(name, ((), ""))
+    if isinstance(value, also):
         return value
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
-        return list(value)
-    return value
+    ok, converted = _convert(value, reference)
+    if ok:
+        return converted
+    expected = described or _type_name(reference) + (" or null" if nullable else "")
+    example = _cli_text(reference if reference is not None else 0.5)
+    of = f" of {model}" if model else ""
+    raise ValueError(
+        f"override {name}={_cli_text(value)}: {name}{of} takes {expected} (default {_cli_text(default)}), "
+        f"e.g. -o {name}={example}"
+    )
 
 
 def make_config(model: str, dataset: str | Path, **overrides: Any) -> dict[str, Any]:
@@ -255,7 +323,7 @@ def make_config(model: str, dataset: str | Path, **overrides: Any) -> dict[str, 
             f"unknown override(s) {', '.join(unknown)} for {name}; valid names: {', '.join(sorted(config))}"
         )
     for key, value in overrides.items():
-        config[key] = _coerce(key, value, config[key])
+        config[key] = _coerce(key, value, config[key], name)
     return config
 
 
@@ -371,10 +439,10 @@ def _tiger(
         n_user_bins=c["n_user_bins"],
     )  # fmt: skip
     train = data.train_sequences()
-    histories, targets = training_samples(train, c["max_items"], c["sliding_window"])
+    histories, targets = training_samples(train, c["max_items"], augmentation=c["augmentation"])
     user_of_sample = None
     if c["n_user_bins"]:
-        per_user = [max(len(s) - 1, 0) if c["sliding_window"] else int(len(s) > 1) for s in train]
+        per_user = samples_per_sequence([len(s) for s in train], c["augmentation"])
         user_of_sample = np.repeat(np.arange(data.n_users), per_user)
     users = np.arange(data.n_users) if c["n_user_bins"] else None
     arrays = _split_arrays(data, c["max_items"])
@@ -575,7 +643,10 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_overrides(items: list[str], models: list[str]) -> dict[str, Any]:
-    """NAME=VALUE strings -> {name: value}; each name must be a config value of some chosen model."""
+    """NAME=VALUE strings -> {name: value}; each name must be a config value of some chosen model.
+
+    Each value must fit the type of that value's default (`_coerce`): a ValueError says which not.
+    """
     overrides: dict[str, Any] = {}
     known = set().union(*(CONFIGS[m] for m in models))
     for item in items:
@@ -586,7 +657,10 @@ def parse_overrides(items: list[str], models: list[str]) -> dict[str, Any]:
         if key not in known:
             valid = "; ".join(f"{m}: {', '.join(sorted(CONFIGS[m]))}" for m in models)
             raise ValueError(f"-o {key}: no chosen model has this setting. Valid names per model: {valid}")
-        overrides[key] = _parse_value(value)
+        parsed = _parse_value(value)
+        # Checked against every chosen model's default now, before data loading or fitting.
+        for model in (m for m in models if key in CONFIGS[m]):
+            overrides[key] = _coerce(key, parsed, CONFIGS[model][key], model)
     return overrides
 
 

@@ -55,7 +55,7 @@ OUTPUT_DIR = "runs/01_data"  # where metrics.json goes, relative to the reposito
 dataset = "ml-100k"  # "ml-100k", "amazon2014:<Category>", or a path to a dataset folder
 k = 5  # k-core: keep users and items with at least k interactions
 max_len = 20  # longest history a model sees (TIGER and GRID use 20)
-sliding_window = True  # train on every prefix of each sequence (GRID, TIGER)
+sliding_window = True  # train on every prefix of each sequence (TIGER)
 example_user = 0  # index of the user whose sequence is shown
 
 # %%
@@ -149,10 +149,11 @@ print(f"the 10% most popular items get {share_top:.1%} of training interactions"
 # %% [markdown]
 # ## 5 · Training samples: sliding windows
 #
-# A sequence model learns "history -> next item". GRID and TIGER make one sample from **every prefix**
+# A sequence model learns "history -> next item". TIGER makes one sample from **every prefix**
 # of each training sequence (sliding windows); without them, each user gives only one sample, the
 # whole training history -> its last item. The windows multiply the data without new users, and
-# notebook 06 measures what they are worth.
+# notebook 06 measures what they are worth. GRID's code goes further and trains on every contiguous
+# sub-sequence, n (n - 1) / 2 samples of n items (`training_samples(..., augmentation="subsequences")`).
 
 # %%
 train = data.train_sequences()

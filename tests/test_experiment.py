@@ -24,7 +24,7 @@ TINY = {
     "sasrec": {"epochs": 1, "hidden": 8, "n_layers": 1, "max_len": 5, "batch_size": 1024},
     "tiger": {
         "epochs": 1, "d_model": 16, "n_heads": 2, "head_dim": 8, "d_ff": 32, "n_layers": 1,
-        "max_items": 3, "sliding_window": False, "rqvae_epochs": 1, "width": 16, "beam_size": 10,
+        "max_items": 3, "augmentation": "none", "rqvae_epochs": 1, "width": 16, "beam_size": 10,
         "batch_size": 1024,
     },
     "rpg": {

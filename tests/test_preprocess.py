@@ -14,6 +14,7 @@ from handbook.data.preprocess import (
     k_core,
     leave_one_out,
     prepare,
+    samples_per_sequence,
     statistics,
     training_samples,
 )
@@ -155,6 +156,56 @@ def test_training_samples_one_per_user() -> None:
 def test_training_samples_of_nothing() -> None:
     histories, targets = training_samples([np.array([1])], max_len=3)
     assert histories.shape == (0, 3) and targets.shape == (0,)
+
+
+def test_augmentation_names_the_older_sliding_window_options() -> None:
+    seqs = [np.array([1, 2, 3, 4]), np.array([5, 6]), np.array([7])]
+    for augmentation, sliding_window in (("prefixes", True), ("none", False)):
+        new = training_samples(seqs, 2, augmentation=augmentation)
+        old = training_samples(seqs, 2, sliding_window=sliding_window)
+        np.testing.assert_array_equal(new[0], old[0])
+        np.testing.assert_array_equal(new[1], old[1])
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        training_samples(seqs, 2, augmentation="windows")
+    with pytest.raises(ValueError, match="not both"):
+        training_samples(seqs, 2, sliding_window=True, augmentation="prefixes")
+
+
+def test_subsequences_of_a_four_item_sequence_by_hand() -> None:
+    histories, targets = training_samples([np.array([1, 2, 3, 4])], max_len=3, augmentation="subsequences")
+    samples = sorted((tuple(int(i) for i in h if i), int(t)) for h, t in zip(histories, targets, strict=True))
+    # every contiguous run of >= 2 items, its last item the target (GRID's collate function)
+    assert samples == sorted([
+        ((1,), 2), ((2,), 3), ((3,), 4),  # pairs
+        ((1, 2), 3), ((2, 3), 4),  # triples
+        ((1, 2, 3), 4),  # the whole sequence
+    ])  # fmt: skip
+    # left-padded like the prefixes, not only the prefixes
+    assert [0, 2, 3] in histories.tolist() and [0, 0, 3] in histories.tolist()
+
+
+def test_subsequence_count_is_n_choose_2() -> None:
+    lengths = [0, 1, 2, 3, 7, 12]
+    seqs = [np.arange(1, n + 1) for n in lengths]
+    _, targets = training_samples(seqs, max_len=20, augmentation="subsequences")
+    assert len(targets) == sum(n * (n - 1) // 2 for n in lengths) == 91
+    np.testing.assert_array_equal(
+        samples_per_sequence(lengths, "subsequences"), [n * (n - 1) // 2 for n in lengths]
+    )
+    for augmentation in ("prefixes", "none"):
+        _, targets = training_samples(seqs, max_len=20, augmentation=augmentation)
+        assert len(targets) == samples_per_sequence(lengths, augmentation).sum()
+
+
+def test_subsequences_are_cut_to_the_last_max_len_items() -> None:
+    histories, targets = training_samples([np.array([1, 2, 3, 4])], max_len=2, augmentation="subsequences")
+    rows = [(tuple(h), int(t)) for h, t in zip(histories.tolist(), targets, strict=True)]
+    # (1, 2, 3) -> 4 keeps its last two items, so the window (2, 3) -> 4 appears twice, as in GRID
+    assert sorted(rows) == sorted([
+        ((0, 1), 2), ((0, 2), 3), ((1, 2), 3), ((0, 3), 4), ((2, 3), 4), ((2, 3), 4),
+    ])  # fmt: skip
+    empty, none = training_samples([np.array([5])], max_len=2, augmentation="subsequences")
+    assert empty.shape == (0, 2) and none.shape == (0,)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -8,6 +8,7 @@ from handbook.data.preprocess import (
     k_core,
     leave_one_out,
     prepare,
+    samples_per_sequence,
     statistics,
     training_samples,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "leave_one_out",
     "load_dataset",
     "prepare",
+    "samples_per_sequence",
     "statistics",
     "training_samples",
 ]

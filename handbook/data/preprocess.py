@@ -136,24 +136,82 @@ def items_in_order(items: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
     return items.reindex(item_ids).fillna("")
 
 
-def training_samples(
-    sequences: list[np.ndarray], max_len: int, sliding_window: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """(histories (N, max_len), targets (N,)): every prefix -> next item, or only the last one.
+AUGMENTATIONS = ("prefixes", "subsequences", "none")
 
-    GRID and TIGER train on every prefix of each training sequence (sliding windows);
-    `sliding_window=False` keeps one sample per user, the whole history -> its last item.
+
+def _check_augmentation(augmentation: str | None, sliding_window: bool | None) -> str:
+    """The augmentation name; `sliding_window` (True: "prefixes", False: "none") is the older spelling."""
+    if augmentation is not None and sliding_window is not None:
+        raise ValueError(
+            f"give augmentation ({augmentation!r}) or sliding_window ({sliding_window!r}), not both; "
+            'sliding_window=True is augmentation="prefixes", False is "none"'
+        )
+    if augmentation is None:
+        return "none" if sliding_window is False else "prefixes"
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {augmentation!r}")
+    return augmentation
+
+
+def samples_per_sequence(
+    lengths: np.ndarray | list[int], augmentation: str = "prefixes"
+) -> np.ndarray:
+    """How many samples `training_samples` makes of sequences of these lengths, in its order."""
+    n = np.asarray(lengths, dtype=np.int64)
+    augmentation = _check_augmentation(augmentation, None)
+    if augmentation == "prefixes":
+        return np.maximum(n - 1, 0)
+    if augmentation == "subsequences":
+        return n * np.maximum(n - 1, 0) // 2
+    return (n > 1).astype(np.int64)
+
+
+def _subsequence_samples(seq: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every contiguous sub-sequence seq[i : j + 1], i < j, as (history seq[i:j] cut to max_len, seq[j])."""
+    n = len(seq)
+    ends = np.repeat(np.arange(1, n), np.arange(1, n))  # target position j, once per start i < j
+    starts = np.arange(len(ends)) - np.repeat(np.cumsum(np.arange(n - 1)), np.arange(1, n))
+    padded = np.concatenate([np.full(max_len, PAD, dtype=np.int64), seq])
+    # row k holds the max_len items before position ends[k]; blank the ones before starts[k]
+    positions = ends[:, None] - max_len + np.arange(max_len)[None, :]  # (N, max_len) indices into seq
+    windows = padded[positions + max_len]
+    return np.where(positions >= starts[:, None], windows, PAD), seq[ends]
+
+
+def training_samples(
+    sequences: list[np.ndarray],
+    max_len: int,
+    sliding_window: bool | None = None,
+    *,
+    augmentation: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(histories (N, max_len), targets (N,)) of the training sequences, augmented as asked.
+
+    - "prefixes" (default): every prefix -> its next item, n - 1 samples of a sequence
+      of n items (TIGER's sliding windows, SASRec-style next-item training);
+    - "subsequences": every contiguous sub-sequence of >= 2 items -> its last item,
+      n (n - 1) / 2 samples, as GRID's `collate_with_sid_causal_duplicate` builds them
+      (GRID then draws a random subset per batch; here the whole set is returned);
+    - "none": one sample per sequence, the whole history -> its last item.
+
+    Histories keep their last `max_len` items and are left-padded with 0. A sub-sequence
+    longer than max_len + 1 items is cut to the same history as a shorter one, so
+    "subsequences" repeats the windows of long sequences (as GRID's does); its count
+    grows with the square of the length: MovieLens-100K's 943 training sequences give
+    96k prefixes but 9.6M sub-sequences. `sliding_window` is the older spelling
+    (True: "prefixes", False: "none").
     """
+    augmentation = _check_augmentation(augmentation, sliding_window)
+    if augmentation == "subsequences":
+        parts = [_subsequence_samples(np.asarray(s, dtype=np.int64), max_len) for s in sequences]
+        parts = [p for p in parts if len(p[1])]
+        if not parts:
+            return np.zeros((0, max_len), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate([h for h, _ in parts]), np.concatenate([t for _, t in parts])
     histories, targets = [], []
     for seq in sequences:
-        steps = (
-            range(1, len(seq))
-            if sliding_window
-            else range(len(seq) - 1, len(seq))
-            if len(seq) > 1
-            else ()
-        )
-        for t in steps:
+        first = 1 if augmentation == "prefixes" else len(seq) - 1
+        for t in range(max(first, 1), len(seq)):
             histories.append(seq[:t])
             targets.append(seq[t])
     return pad_left(histories, max_len), np.array(targets, dtype=np.int64)

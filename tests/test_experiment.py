@@ -157,3 +157,43 @@ def test_dataset_slug() -> None:
     assert dataset_slug("/data/Beauty/sequential_data.txt") == "Beauty"
     assert dataset_slug("/data/recbole/ml-1m/ml-1m.inter") == "ml-1m"
     assert dataset_slug("/data/My Data (v2)") == "My_Data_v2"
+
+
+@pytest.mark.parametrize(
+    ("items", "models", "message"),
+    [
+        (["hidden=abc"], ["rpg"], "override hidden=abc: hidden of rpg takes an integer (default 448), e.g. -o hidden=448"),
+        (["epochs=1.5"], ["sasrec"], "epochs of sasrec takes an integer"),
+        (["hidden=null"], ["rpg"], "hidden of rpg takes an integer"),  # null only where a default is None
+        (["lr=fast"], ["tiger"], "lr of tiger takes a number (default 0.001), e.g. -o lr=0.001"),
+        (["graph_decoding=yes"], ["rpg"], "graph_decoding of rpg takes true or false"),
+        (["tokenizer=3"], ["tiger"], "tokenizer of tiger takes a string (default rqvae), e.g. -o tokenizer=rqvae"),
+        (["rqvae_hidden_dims=[8,4.5]"], ["tiger"], "takes a list of integers (default [512,256,128])"),
+        (["grad_clip=abc"], ["sasrec"], "grad_clip of sasrec takes a number or null (default null), e.g. -o grad_clip=1.0"),
+        (["amp=[1]"], ["rpg"], 'amp of rpg takes true, false, "bf16" or "fp16"'),
+        (["n_digits=x"], ["sasrec", "rpg"], "n_digits of rpg takes an integer"),  # the model that has it
+    ],
+)
+def test_override_types_are_checked(items: list[str], models: list[str], message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_overrides(items, models)
+    assert message in str(err.value)
+
+
+def test_overrides_convert_where_lossless() -> None:
+    parsed = parse_overrides(["lr=1", "hidden=32.0", "grad_clip=null", "graph_decoding=false"], ["sasrec", "rpg"])
+    assert parsed == {"lr": 1.0, "hidden": 32, "grad_clip": None, "graph_decoding": False}
+    assert isinstance(parsed["lr"], float) and isinstance(parsed["hidden"], int)
+    assert parse_overrides(["amp=true", "grad_clip=2"], ["rpg"]) == {"amp": True, "grad_clip": 2.0}
+    with pytest.raises(ValueError, match="hidden of rpg takes an integer"):
+        make_config("rpg", "ml-100k", hidden="abc")  # the Python API checks as well
+
+
+def test_bad_override_type_fails_before_the_data_is_read(tmp_path, capsys) -> None:
+    # The dataset does not exist: had the data been loaded first, the error would name it instead.
+    argv = [str(tmp_path / "missing"), "--models", "rpg", "-o", "hidden=abc", "--out", str(tmp_path), "--no-progress"]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "override hidden=abc: hidden of rpg takes an integer" in err and "unknown dataset" not in err

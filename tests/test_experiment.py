@@ -93,7 +93,11 @@ def test_overrides_and_paper_configs() -> None:
     # the RPG README's per-category values, found from the dataset's name or folder
     toys = make_config("rpg", "amazon2014:Toys_and_Games")
     assert (toys["lr"], toys["n_digits"], toys["n_edges"]) == (0.003, 16, 50)
-    assert make_config("acerec", "/data/amazon2014/CDs_and_Vinyl")["n_digits"] == 64
+    assert make_config("rpg", "/data/amazon2014/CDs_and_Vinyl")["n_digits"] == 64
+    # ACERec's paper: m = 32, k = 4 and its own lr on every dataset, none of RPG's per-dataset values
+    for dataset in ("amazon2014:Beauty", "amazon2014:Toys_and_Games", "/data/amazon2014/Sports_and_Outdoors"):
+        acerec = make_config("acerec", dataset)
+        assert (acerec["n_digits"], acerec["n_latents"], acerec["lr"]) == (32, 4, 0.003), dataset
     assert make_config("rpg", "amazon2014:Toys_and_Games", lr=0.5)["lr"] == 0.5  # -o wins
     assert make_config("tiger", "x")["beam_size"] == 20 and CONFIGS["tiger"]["epochs"] == 400
     # the defaults are not modified by a run's overrides
@@ -101,8 +105,8 @@ def test_overrides_and_paper_configs() -> None:
 
 
 def test_parse_overrides() -> None:
-    parsed = parse_overrides(["epochs=1", "amp=bf16", "score_weight=null", "rqvae_hidden_dims=[8,4]"], ["tiger", "acerec"])
-    assert parsed == {"epochs": 1, "amp": "bf16", "score_weight": None, "rqvae_hidden_dims": [8, 4]}
+    parsed = parse_overrides(["epochs=1", "amp=bf16", "grad_clip=null", "rqvae_hidden_dims=[8,4]"], ["tiger", "acerec"])
+    assert parsed == {"epochs": 1, "amp": "bf16", "grad_clip": None, "rqvae_hidden_dims": [8, 4]}
     with pytest.raises(ValueError, match="no chosen model has this setting.*sasrec: .*hidden"):
         parse_overrides(["d_model=8"], ["sasrec"])  # TIGER's name, but TIGER is not chosen
     with pytest.raises(ValueError, match="NAME=VALUE"):

@@ -14,16 +14,16 @@ What is equal to one process, up to float summation order (~1e-6):
 * the loss, its gradient and the parameters, for every loss that is a mean over terms
   that do not interact across rows: SASRec, RPG, TIGER and decoder-only (without
   `history_loss`, whose history-token terms are not counted by the default weight), and
-  ACERec's token-level loss;
-* not ACERec's item-level InfoNCE: its in-batch negatives are the other targets of
-  the rank's shard, not of the global batch (as in any DDP contrastive loss without an
-  all-gather of the keys);
+  ACERec's token-level loss (MTP);
+* not ACERec's ISA term (in-batch InfoNCE): its in-batch negatives are the other targets
+  of the rank's shard, not of the global batch (as in any DDP contrastive loss without an
+  all-gather of the keys); nor its reconstruction term, a mean over the distinct items of
+  the shard's histories;
 * not dropout masks: each rank draws its own, so runs with dropout > 0 agree in
   distribution only.
 
 DDP expects every parameter to get a gradient at every step (no `find_unused_parameters`):
-true of every handbook model except ACERec with `item_weight=0`, whose item projection
-then sits unused.
+true of every handbook model (ACERec builds only the parts its terms use).
 
 Validation runs on rank 0 only and its metrics are broadcast, so that every rank makes
 the same early-stopping decision; files (checkpoints, history, results) are written by

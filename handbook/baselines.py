@@ -66,13 +66,16 @@ def train_small_tiger(
     device: str | torch.device = "auto",
     width: int = 64,
     beam_size: int = 10,
+    output: str = "per_level",
+    positions: str = "relative",
 ) -> tuple[TIGER, TrainResult]:
     """Notebook 06's TIGER baseline: RK-Means 3 x `width` IDs with the de-duplication digit,
-    one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`."""
+    one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`;
+    `output` and `positions` as in `TIGER`."""
     codes = make_tokenizer("rkmeans", n_levels=3, width=width, seed=seed).fit_encode(embeddings)
     sids = SemanticIDs.from_codes(codes, width, dedup=True)
     torch.manual_seed(seed)
-    model = TIGER(sids, max_items=max_items, d_model=64, n_heads=4, head_dim=16, d_ff=256, n_encoder_layers=1, n_decoder_layers=1)
+    model = TIGER(sids, max_items=max_items, d_model=64, n_heads=4, head_dim=16, d_ff=256, n_encoder_layers=1, n_decoder_layers=1, output=output, positions=positions)
     histories, targets = training_samples(train_sequences, max_items, sliding_window=True)
 
     def batches(epoch: int):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from handbook.baselines import train_sasrec, train_small_tiger
 from handbook.data.preprocess import pad_left
 from handbook.decoding.beam import evaluate_generative
 from handbook.metrics import evaluate_model, rank_of_target
-from handbook.models import MostPopular, SASRec
+from handbook.models import TIGER, MostPopular, SASRec
 
 
 def test_most_popular_ranks_most_frequent_first() -> None:
@@ -115,6 +117,20 @@ def test_train_small_tiger_builds_dedup_rkmeans_ids_and_learns_the_cycle() -> No
     )  # fmt: skip
     codes = model.sids.codes
     assert codes.shape == (12, 4) and len({tuple(c) for c in codes}) == 12  # 3 levels + de-duplication digit
+    defaults = inspect.signature(TIGER).parameters  # the baseline is a TIGER with TIGER's defaults
+    assert model.config["output"] == defaults["output"].default
+    assert model.config["positions"] == defaults["positions"].default
     assert run.train_losses[-1] < 0.2 * run.train_losses[0]
     metrics = evaluate_generative(model.eval(), histories, targets, ks=(1,), beam_size=4)
     assert metrics["recall@1"] >= 0.9 and metrics["invalid_share"] == 0.0
+
+
+def test_train_small_tiger_passes_the_output_and_position_options() -> None:
+    sequences, histories, targets = _cycle_data()
+    embeddings = np.random.default_rng(1).normal(size=(12, 8))
+    model, _ = train_small_tiger(
+        embeddings, sequences, histories, targets, max_items=4, epochs=1, batch_size=8, seed=0, device="cpu",
+        width=4, output="full_vocab", positions="absolute",
+    )  # fmt: skip
+    assert model.config["output"] == "full_vocab" and model.config["positions"] == "absolute"
+    assert model.encoder.bias is None and model.embed.digits is not None

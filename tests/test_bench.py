@@ -12,7 +12,7 @@ import torch
 
 from handbook import bench
 from handbook.bench import BenchConfig
-from handbook.models import RPG, ACERec
+from handbook.models import RPG
 from handbook.sid import SemanticIDs
 
 TIGER_TINY = {"d_model": 16, "n_heads": 2, "head_dim": 8, "d_ff": 32, "n_encoder_layers": 1, "n_decoder_layers": 1}
@@ -20,7 +20,7 @@ RPG_TINY = {"hidden": 16, "n_layers": 1, "n_heads": 2, "ffn": 32}
 
 
 def tiny_config(**overrides) -> BenchConfig:
-    """Every axis with two values, tiny models; 400 items exceed the ACERec table cap of 300."""
+    """Every axis with two values, tiny models."""
     sizes = {
         "catalogue_sizes": [200, 400],
         "fixed_catalogue": 200,
@@ -43,7 +43,6 @@ def tiny_config(**overrides) -> BenchConfig:
         "tiger_history": 4,
         "rpg_history": 6,
         "exact_graph_max_items": 200,
-        "acerec_table_max_items": 300,
         "tiger_kwargs": TIGER_TINY,
         "rpg_kwargs": RPG_TINY,
         "acerec_kwargs": {**RPG_TINY, "n_latents": 2},
@@ -140,12 +139,9 @@ def test_builds_are_recorded_apart_with_estimates_flagged(results: dict) -> None
     # measured up to exact_graph_max_items = 200, extrapolated quadratically above
     assert not graph[200]["estimated"] and graph[400]["estimated"]
     assert graph[400]["seconds"] == pytest.approx(4 * graph[200]["seconds"])
-    tables = {(r["n_items"], r["sid_length"]): r for r in builds if r["what"] == "acerec_item_table"}
-    assert tables[(200, 8)]["measured_items"] == 200 and not tables[(200, 8)]["estimated"]
-    assert tables[(400, 8)]["measured_items"] == 300 and tables[(400, 8)]["estimated"]
     assert {r["n_items"] for r in builds if r["what"] == "random_graph"} == {200, 400}
-    acerec_400 = [r for r in results["records"] if r["kind"] == "inference" and r["method"] == "acerec_exact" and r["n_items"] == 400]
-    assert acerec_400 and all(r["item_table"] == "first 300 items repeated" for r in acerec_400)
+    # ACERec scores from its digit log-probs alone, as RPG: nothing built per catalogue
+    assert {r["what"] for r in builds} == {"sid_table", "random_graph", "exact_knn_graph"}
 
 
 def test_slow_batched_cells_are_skipped_with_a_reason() -> None:
@@ -203,34 +199,6 @@ def test_rpg_exact_top_k_is_the_top_of_model_scores() -> None:
     assert torch.equal(top, scores.argsort(dim=1, descending=True)[:, :5])
 
 
-@pytest.mark.parametrize("score_weight", [None, 0.0])
-def test_cached_acerec_scores_equal_model_scores(score_weight: float | None) -> None:
-    torch.manual_seed(0)
-    model = ACERec(_sids(), max_len=5, n_latents=2, score_weight=score_weight, score_batch_size=7, **RPG_TINY).eval()
-    # train the weights off their identity-like start so that the item level matters
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    histories = torch.randint(0, 41, (5, 5))
-    table, merged = bench.acerec_item_table(model)
-    assert merged == 40 and table.shape == (40, 16)
-    with torch.no_grad():
-        expected = model.scores(histories)
-        got = model.scores(histories, item_keys=table)
-    assert torch.allclose(got[:, 1:], expected[:, 1:], atol=1e-5)
-    assert torch.isinf(got[:, 0]).all()
-    assert torch.equal(bench.exact_top_k(got, 5), bench.exact_top_k(expected, 5))
-
-
-def test_capped_acerec_table_repeats_the_merged_items() -> None:
-    torch.manual_seed(0)
-    model = ACERec(_sids(), max_len=5, n_latents=2, **RPG_TINY).eval()
-    table, merged = bench.acerec_item_table(model, max_items=15)
-    full, _ = bench.acerec_item_table(model)
-    assert merged == 15 and table.shape == full.shape
-    assert torch.allclose(table[:15], full[:15]) and torch.equal(table[15:30], table[:15])
-
-
 # ---------------------------------------------------------------------------- arguments
 @pytest.mark.parametrize(
     ("overrides", "name"),
@@ -273,9 +241,9 @@ def test_config_sizes_and_auto_values() -> None:
     assert full.catalogue_sizes == [10_000, 100_000, 1_000_000] and full.sid_lengths == [8, 16, 32, 64]
     assert max(quick.catalogue_sizes) < max(full.catalogue_sizes)
     cpu = full.resolved(torch.device("cpu"))
-    assert (cpu.batch_size, cpu.train_batch_size, cpu.acerec_table_max_items) == (32, 32, 10_000)
+    assert (cpu.batch_size, cpu.train_batch_size) == (32, 32)
     cuda = full.resolved(torch.device("cuda"))
-    assert cuda.batch_size == 256 and cuda.acerec_table_max_items == 1_000_000
+    assert cuda.batch_size == 256
     assert full.batch_size == "auto"  # resolved returns a copy
 
 

@@ -13,8 +13,8 @@ the weights' values) and at the papers' dimensions by default:
   search through `TIGER.recommend`, history 20 items), `rpg_exact` (RPG, OPQ-like codes of
   m digits x 256, every item scored by `RPG.scores`, then top-k, history 50),
   `rpg_graph` (RPG's digit log-probs, then `handbook.decoding.graph.graph_decode`, 20
-  beams / 200 edges / 3 steps by default) and `acerec_exact` (ACERec, r = 4 latents, exact
-  holistic scores, then top-k);
+  beams / 200 edges / 3 steps by default) and `acerec_exact` (ACERec, k = 4 latents and an
+  intent token per item, every item scored by `ACERec.scores` from the digit log-probs, then top-k);
 * along three axes: catalogue size (10k, 100k, 1M items, every method), beam size
   (TIGER beams, graph-decoding beams) and SID length m (RPG and ACERec);
 * training throughput: samples (training rows) and targets (labelled next items) per
@@ -23,8 +23,7 @@ the weights' values) and at the papers' dimensions by default:
   graph): `torch.cuda.max_memory_allocated` on CUDA; on CPU the peak resident set size
   polled every millisecond by a thread (psutil), after `malloc_trim` has given freed
   memory back, so an approximation that can miss very short peaks;
-* what is built once per catalogue, apart: the SID table with its trie, the item graph
-  and ACERec's item table.
+* what is built once per catalogue, apart: the SID table with its trie and the item graph.
 
 Catalogues are made by sampling codes uniformly at random per digit (`sample_codes`,
 seeded). Choices a reader should know about, because the package's defaults would not
@@ -37,14 +36,6 @@ fit a benchmark of 1M items on a CPU:
   item). The exact graph's build time is measured for catalogues up to
   `exact_graph_max_items` and extrapolated quadratically above (records with
   `estimated: true`).
-* **ACERec's item table**: `ACERec.scores` compares the user's intent with every item's
-  merged representation (`ACERec.item_keys`, merged once per set of weights). The benchmark
-  builds that table itself (`acerec_item_table`), times it as a build cost and passes it
-  to `ACERec.scores(histories, item_keys=...)`.
-  Above `acerec_table_max_items` items (CPU default 10k; merging 1M items would take
-  minutes) the table holds the first items' real representations repeated to the
-  catalogue's size: scoring cost depends on the table's shape, not its values; the build
-  time is then extrapolated linearly.
 * TIGER's beam search recomputes the decoder over the prefix at every digit (no KV
   cache, see `handbook.models.tiger`), and `graph_decode` keeps a (batch, n_items)
   visited mask on every call: both are measured as they are. The bench's own graph is
@@ -73,7 +64,7 @@ from handbook.bench.config import (
     missing_cells,
     requested_cells,
 )
-from handbook.bench.decoding import acerec_item_table, exact_top_k, measure_inference
+from handbook.bench.decoding import exact_top_k, measure_inference
 from handbook.bench.measure import PeakMemory, time_calls
 from handbook.bench.plots import plot_axis, plot_overview, plot_pair, plot_training
 from handbook.bench.report import (
@@ -101,7 +92,6 @@ __all__ = [
     "TRAIN_METHODS",
     "BenchConfig",
     "PeakMemory",
-    "acerec_item_table",
     "axis_series",
     "axis_table",
     "describe_machine",

@@ -47,7 +47,6 @@ class BenchConfig:
     tiger_history: int = 20  # items of history (TIGER: 20)
     rpg_history: int = 50  # items of history (RPG, ACERec: 50)
     exact_graph_max_items: int = 10_000  # exact k-NN graph timed up to here, extrapolated above
-    acerec_table_max_items: int | str = "auto"  # ACERec items merged for real; "auto": 10k CPU, all on CUDA
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     train_methods: list[str] = field(default_factory=lambda: list(TRAIN_METHODS))
     tiger_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides of TIGER's (paper) defaults
@@ -107,7 +106,7 @@ class BenchConfig:
         if self.threads is not None:
             positive("threads", [self.threads])
         positive("exact_graph_max_items", [self.exact_graph_max_items])
-        for name in ("batch_size", "train_batch_size", "acerec_table_max_items"):
+        for name in ("batch_size", "train_batch_size"):
             value = getattr(self, name)
             if value != "auto":
                 positive(name, [value])
@@ -124,7 +123,6 @@ class BenchConfig:
         auto = {
             "batch_size": 256 if cuda else 32,
             "train_batch_size": 256 if cuda else 32,
-            "acerec_table_max_items": max(self.catalogue_sizes + [self.fixed_catalogue]) if cuda else 10_000,
         }
         return replace(self, **{k: v for k, v in auto.items() if getattr(self, k) == "auto"})
 

@@ -1,13 +1,12 @@
 """Inference cells: TIGER's beam search, RPG's exact scoring and graph decoding, ACERec's exact scoring.
 
 Each is timed per user at batch 1 (latency) and at a batch of users (throughput), with its
-peak memory; what a method builds once per catalogue (graphs, ACERec's item table) is
-recorded apart as a build cost.
+peak memory; what a method builds once per catalogue (graphs) is recorded apart as a
+build cost.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from handbook.bench.catalogue import random_graph, random_histories, sid_table
 from handbook.bench.config import METHODS, BenchConfig
@@ -31,26 +29,6 @@ from handbook.bench.measure import (
 from handbook.decoding.graph import graph_decode
 from handbook.models import RPG, TIGER, ACERec
 from handbook.sid import SemanticIDs
-
-
-def acerec_item_table(model: ACERec, max_items: int | None = None) -> tuple[torch.Tensor, int]:
-    """ACERec's item keys (n_items, D) for `model.scores(h, item_keys=...)`, and how many were merged for real.
-
-    With `max_items` < n_items only the first `max_items` items are merged and their rows
-    repeated to n_items rows (a table of the right shape for timing, see the module docstring).
-    """
-    n = model.n_items
-    real = n if max_items is None else max(1, min(n, max_items))
-    device = model.item_tokens.device
-    step = model.score_batch_size  # the model's own chunk: (chunk, m, D) activations
-    parts = [
-        model.item_representations(torch.arange(start + 1, min(start + step, real) + 1, device=device))
-        for start in range(0, real, step)
-    ]
-    keys = F.normalize(torch.cat(parts), dim=-1)  # (real, D)
-    if real < n:
-        keys = keys.repeat(math.ceil(n / real), 1)[:n]
-    return keys, real
 
 
 def exact_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -240,25 +218,12 @@ def run_long_sid_cells(config: BenchConfig, settings: dict, dev: torch.device, r
 
         acerec_keys = [k for k in here if k[1] == "acerec_exact"]
         if acerec_keys:
+            # token-only scoring: the digit log-probs of the last intent token, gathered per item
             torch.manual_seed(config.seed)
             model = ACERec(sids, max_len=config.rpg_history, **config.acerec_kwargs).to(dev).eval()
-            cap = int(config.acerec_table_max_items)
-            sync_device(dev)
-            tick = time.perf_counter()
-            table, real = acerec_item_table(model, cap)
-            sync_device(dev)
-            seconds = time.perf_counter() - tick
-            records.append(
-                build_record(
-                    "acerec_item_table", "acerec_exact", n, m, seconds * n / real, estimated=real < n,
-                    measured_items=real, measured_seconds=seconds,
-                    note="merged item representations, computed once for scoring"
-                    + ("" if real == n else f"; the first {real} items merged and repeated, time scaled linearly"),
-                )
-            )  # fmt: skip
             for key in acerec_keys:
-                measure(key, lambda h, model=model, table=table: exact_top_k(model.scores(h.to(dev), item_keys=table), config.top_k), {"item_table": "model" if real == n else f"first {real} items repeated"})
-            del model, table
+                measure(key, lambda h, model=model: exact_top_k(model.scores(h.to(dev)), config.top_k))
+            del model
             free_memory(dev)
         del sids
     graph_cache.clear()

@@ -69,7 +69,7 @@ nbits = 8  # 2**nbits codes per digit (256, as RPG)
 n_latents = 4  # latents r per item of the main model: compression ratio m / r
 latent_sweep = [1, 2, 4]  # r values of the compression sweep (n_latents is reused, not retrained)
 ablations = ["no-intent", "token-loss-only", "mean-pooling"]  # one component off per arm; [] skips
-item_weight = 1.0  # weight of the item-level loss; 0 turns it off
+isa_weight = 0.1  # lambda, weight of the item-level ISA loss (paper: 0.1-0.2); 0 turns it off
 max_items = 5  # history length in items, for every model here (papers: 50)
 hidden = 64  # ACERec / RPG: 448
 n_layers = 2  # RPG: 2
@@ -134,7 +134,7 @@ with torch.no_grad():
 mean_pooled = tokens.mean(dim=1, keepdim=True)
 print(f"tokens {tuple(tokens.shape)} -> latents {tuple(latents.shape)}; compression ratio m / r = {n_digits // n_latents}")
 print(f"at initialisation every latent is within {float((latents - mean_pooled).abs().max()):.1e} of the mean of the tokens")
-print(f"positions for a history of {max_items} items: {max_items * n_digits} tokens, {max_items * n_latents} latents + 1 intent token, {max_items} means (RPG)")
+print(f"positions for a history of {max_items} items: {max_items * n_digits} tokens, {max_items * (n_latents + 1)} latents and intent tokens, {max_items} means (RPG)")
 
 # %% [markdown]
 # The sequence model is RPG's causal transformer, causal at the granularity of items: an item's r
@@ -174,7 +174,7 @@ def train(model, n_epochs=epochs, **fit_options):
 
 def make_acerec(**options):
     torch.manual_seed(seed)
-    config = dict(n_latents=n_latents, item_weight=item_weight, max_len=max_items, hidden=hidden, n_layers=n_layers, n_heads=n_heads, ffn=ffn, dropout=dropout, temperature=temperature, item_temperature=temperature)
+    config = dict(n_latents=n_latents, isa_weight=isa_weight, item_counts=data.item_counts(), max_len=max_items, hidden=hidden, n_layers=n_layers, n_heads=n_heads, ffn=ffn, dropout=dropout, temperature=temperature)
     return ACERec(sids, **{**config, **options})
 
 
@@ -200,8 +200,8 @@ plt.show()
 
 # %%
 with torch.no_grad():
-    all_tokens = acerec.token_emb(acerec.item_tokens[1:])  # (n_items, m, D)
-    attention = acerec.merger.attention_weights(all_tokens).mean(dim=(0, 1)).cpu().numpy()  # (r, m)
+    all_items = torch.arange(1, data.n_items + 1, device=acerec.item_tokens.device)
+    attention = acerec.merger_attention(all_items).mean(dim=(0, 1)).cpu().numpy()  # (r, m)
 fig, ax = plotting.subplots(width=6, height=0.5 + 0.45 * n_latents)
 image = ax.imshow(attention * n_digits, aspect="auto", cmap="viridis")
 ax.set_xlabel("SID digit")
@@ -248,7 +248,7 @@ plt.show()
 # RPG is all three off at once: mean pooling, no intent token, token loss only.
 
 # %% tags=["nbval-ignore-output"]
-arm_options = {"no-intent": {"intent_token": False}, "token-loss-only": {"item_weight": 0.0}, "mean-pooling": {"merger": "mean"}}
+arm_options = {"no-intent": {"intent_token": False}, "token-loss-only": {"isa_weight": 0.0}, "mean-pooling": {"merger": "mean"}}
 ablation = {f"ACERec r={n_latents} (full)": {**summarize(ranks[f"ACERec r={n_latents}"]), "train seconds": acerec_run.seconds}}
 for arm in ablations:
     model = make_acerec(**arm_options[arm])

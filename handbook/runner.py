@@ -157,7 +157,9 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook.runner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--in-place", action="store_true", help="save outputs into the notebooks themselves")
     parser.add_argument("--runs-dir", type=Path, default=repo_root() / "runs")

@@ -7,7 +7,7 @@
 
 For each model: load and 5-core the dataset (leave-one-out split), embed the item texts
 (cached), build the semantic IDs (TIGER: RQ-VAE 3 x 256 plus the de-duplication digit;
-RPG and ACERec: OPQ m x 256 fitted on the training items), train at the paper's
+RPG and ACERec: PCA whitening and OPQ m x 256 fitted on the training items), train at the paper's
 settings with `handbook.train.fit` (early stopping on validation NDCG@10), evaluate on
 the test split (full ranking; TIGER: constrained beam search, beam 20) and write
 `<out>/<dataset>/<model>.json` atomically. `-o NAME=VALUE` overrides any value of the
@@ -158,6 +158,7 @@ RPG_CONFIG = {
     "grad_clip": 1.0,  # max_grad_norm
     "epochs": 150,  # epochs
     "patience": 20,  # patience, on val_metric ndcg@10, evaluated every epoch
+    "whiten": True,  # sent_emb_pca with PCA(whiten=True) before OPQ (tokenizer.py), here at full dimension
     "graph_decoding": True,  # also report the paper's graph-constrained decoding on test
     "num_beams": 10,  # --num_beams=10
     "n_edges": 100,  # --n_edges=100 on Beauty
@@ -512,7 +513,9 @@ def _long_sids(
     X = _embeddings(prep, config, context, progress)
     train_rows = np.unique(np.concatenate(prep.data.train_sequences())) - 1  # item id i is row i - 1
     codes = on_main(
-        lambda: OPQ(m=config["n_digits"], nbits=config["nbits"], seed=seed).fit_encode(X, train_rows=train_rows),
+        lambda: OPQ(m=config["n_digits"], nbits=config["nbits"], seed=seed, whiten=config["whiten"]).fit_encode(
+            X, train_rows=train_rows
+        ),
         context,
     )
     return SemanticIDs.from_codes(codes, 2 ** config["nbits"], dedup=False)

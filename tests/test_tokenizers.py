@@ -251,6 +251,42 @@ def test_pq_errors_say_what_to_do() -> None:
         PQ(m=4).fit(X)
     with pytest.raises(ValueError, match="smaller nbits"):
         PQ(m=5, nbits=9).fit(X)
+    with pytest.raises(ValueError, match="whiten=False"):
+        PQ(m=3, nbits=3, whiten=True).fit(X[:20])  # 20 vectors cannot whiten 30 dimensions
+
+
+def _anisotropic(n: int, seed: int = 0) -> np.ndarray:
+    """n correlated 8-d vectors whose principal variances span two orders of magnitude, off-centre."""
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((8, 8)) * np.array([5, 3, 2, 1, 0.5, 0.3, 0.1, 0.05])[:, None]
+    return (rng.standard_normal((n, 8)) @ mix + 1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("cls", [PQ, OPQ])
+def test_whitening_gives_the_quantizer_identity_covariance(cls: type) -> None:
+    X = _anisotropic(200)
+    train = np.arange(150)
+    tok = cls(m=4, nbits=4, whiten=True, seed=0).fit(X, train_rows=train)
+    whitened = tok.preprocess(X[train])  # what PQ (OPQ: its rotation) is trained on
+    np.testing.assert_allclose(whitened.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(whitened, rowvar=False), np.eye(8), atol=1e-4)
+    np.testing.assert_array_equal(cls(m=4, nbits=4, seed=0).fit(X).preprocess(X), X)  # off: X itself
+
+
+@pytest.mark.parametrize("cls", [PQ, OPQ])
+def test_whitened_codes_decode_back_to_the_input_space(cls: type) -> None:
+    # 64 vectors and 2**6 = 64 centroids per sub-space: every vector is its own centroid, so
+    # decode(encode(X)) is X exactly when the whitening is undone correctly
+    X = _anisotropic(64)
+    tok = cls(m=4, nbits=6, whiten=True, seed=0).fit(X)
+    np.testing.assert_allclose(tok.decode(tok.encode(X)), X, atol=1e-4)
+
+
+def test_whitening_changes_the_codes() -> None:
+    X = _anisotropic(300)
+    plain = OPQ(m=4, nbits=4, opq_niter=3, seed=0).fit_encode(X)
+    whitened = OPQ(m=4, nbits=4, opq_niter=3, seed=0, whiten=True).fit_encode(X)
+    assert plain.shape == whitened.shape and not np.array_equal(plain, whitened)
 
 
 def test_rkmeans_normalized_residuals_decode_approximately() -> None:

@@ -13,22 +13,40 @@ inverted list. With one coarse centroid that is OPQ + PQ of x minus the data mea
 here the PQ is applied directly (k-means per sub-space is translation-equivariant,
 so the codes are the same partition up to k-means' randomness), which keeps the
 faiss calls readable. RPG uses m in {16, 32, 64} with nbits = 8.
+
+Before OPQ the reference whitens the sentence embeddings: `PCA(n_components=512,
+whiten=True)` from scikit-learn (`sent_emb_pca: 512` for its 3072-d
+text-embedding-3-large; 128 for sentence-T5), so every principal direction enters the
+quantizer with unit variance and the sub-space k-means spend their codes on all of them
+rather than on the few largest. `whiten=True` does that here, at the input's full
+dimension (a 384-d encoder has no 512 components to keep, and fewer would drop
+information PQ could use), fitted on the tokenizer's training rows (the reference fits
+it on every item's embedding). The plain PQ/OPQ default stays unwhitened; the RPG and
+ACERec experiment configs turn it on.
 """
 
 from __future__ import annotations
 
 import faiss
 import numpy as np
+from sklearn.decomposition import PCA
 
 from .base import Tokenizer
 
 
 class PQ(Tokenizer):
-    """Product quantization: m digits, each one of 2**nbits sub-space centroids."""
+    """Product quantization: m digits, each one of 2**nbits sub-space centroids.
+
+    `whiten=True` PCA-whitens the input first (fitted on the training rows), as RPG's
+    tokenizer does before OPQ; encode and decode map through it, so decode returns
+    vectors in the input space.
+    """
 
     name = "pq"
 
-    def __init__(self, m: int = 32, nbits: int = 8, niter: int = 25, seed: int = 0) -> None:
+    def __init__(
+        self, m: int = 32, nbits: int = 8, niter: int = 25, seed: int = 0, whiten: bool = False
+    ) -> None:
         if m < 1:
             raise ValueError(f"m (number of digits) must be >= 1, got {m}")
         if not 1 <= nbits <= 16:
@@ -37,9 +55,11 @@ class PQ(Tokenizer):
         self.nbits = int(nbits)
         self.niter = int(niter)
         self.seed = int(seed)
+        self.whiten = bool(whiten)
         self.n_digits = self.m
         self.codebook_size = 2**self.nbits
         self.pq: faiss.ProductQuantizer | None = None
+        self.pca: PCA | None = None  # the whitening, when whiten=True
 
     # -- the part OPQ overrides: map vectors into / out of the PQ space ---------------------
     def _train_transform(self, X: np.ndarray) -> np.ndarray:
@@ -68,6 +88,11 @@ class PQ(Tokenizer):
                 f"PQ needs the dimension ({d}) to be divisible by m ({self.m}); "
                 f"choose m from {divisors} or reduce/pad the embeddings"
             )
+        if self.whiten and n < d:
+            raise ValueError(
+                f"whitening at full dimension needs at least as many training vectors as "
+                f"dimensions ({d}), got {n}; use whiten=False or more items"
+            )
         if n < self.codebook_size:
             raise ValueError(
                 f"PQ with nbits={self.nbits} needs at least {self.codebook_size} training vectors "
@@ -76,26 +101,39 @@ class PQ(Tokenizer):
 
     def _fit(self, X: np.ndarray) -> None:
         self._check_shape(X)
-        Xt = self._train_transform(X)
+        self.pca = None
+        if self.whiten:
+            # full-rank PCA: a rotation onto the principal axes and a rescaling to unit variance
+            self.pca = PCA(n_components=X.shape[1], whiten=True, svd_solver="full").fit(X)
+        Xt = self._train_transform(self.preprocess(X))
         self.pq = self._make_pq(Xt.shape[1])
         self.pq.train(np.ascontiguousarray(Xt, dtype=np.float32))
+
+    def preprocess(self, X: np.ndarray) -> np.ndarray:
+        """X as the quantizer (OPQ: its rotation) receives it: PCA-whitened if whiten=True, else X."""
+        if self.pca is None:
+            return X
+        return np.ascontiguousarray(self.pca.transform(X), dtype=np.float32)
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Codes (n, m) int64 in [0, 2**nbits)."""
         X = self._check_input(X)
-        packed = self.pq.compute_codes(np.ascontiguousarray(self._forward(X), dtype=np.float32))
+        Xt = self._forward(self.preprocess(X))
+        packed = self.pq.compute_codes(np.ascontiguousarray(Xt, dtype=np.float32))
         return _unpack(packed, self.m, self.nbits)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Concatenated sub-space centroids (rotated back for OPQ), (n, d) float32."""
+        """Concatenated sub-space centroids, rotated back (OPQ) and un-whitened, (n, d) float32."""
         self._check_fitted()
         codes = self._check_codes(codes)
-        X = self.pq.decode(_pack(codes, self.nbits, self.pq.code_size))
-        return np.ascontiguousarray(self._backward(X), dtype=np.float32)
+        X = self._backward(self.pq.decode(_pack(codes, self.nbits, self.pq.code_size)))
+        if self.pca is not None:
+            X = self.pca.inverse_transform(X)
+        return np.ascontiguousarray(X, dtype=np.float32)
 
     @property
     def centroids(self) -> np.ndarray:
-        """Sub-space centroids (m, 2**nbits, d / m), in the (rotated, for OPQ) PQ space."""
+        """Sub-space centroids (m, 2**nbits, d / m), in the PQ space (whitened, rotated for OPQ)."""
         self._check_fitted()
         return faiss.vector_to_array(self.pq.centroids).reshape(self.m, self.codebook_size, -1)
 
@@ -112,9 +150,15 @@ class OPQ(PQ):
     name = "opq"
 
     def __init__(
-        self, m: int = 32, nbits: int = 8, niter: int = 25, opq_niter: int = 50, seed: int = 0
+        self,
+        m: int = 32,
+        nbits: int = 8,
+        niter: int = 25,
+        opq_niter: int = 50,
+        seed: int = 0,
+        whiten: bool = False,
     ) -> None:
-        super().__init__(m=m, nbits=nbits, niter=niter, seed=seed)
+        super().__init__(m=m, nbits=nbits, niter=niter, seed=seed, whiten=whiten)
         self.opq_niter = int(opq_niter)
         self.opq: faiss.OPQMatrix | None = None
 
@@ -138,7 +182,7 @@ class OPQ(PQ):
 
     @property
     def rotation(self) -> np.ndarray:
-        """The learned orthogonal matrix (d, d): PQ space = X @ rotation.T."""
+        """The learned orthogonal matrix (d, d): PQ space = preprocess(X) @ rotation.T."""
         self._check_fitted()
         return faiss.vector_to_array(self.opq.A).reshape(self.opq.d_out, self.opq.d_in)
 

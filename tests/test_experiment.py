@@ -16,6 +16,7 @@ from handbook.experiment import (
     make_config,
     parse_overrides,
     run_experiment,
+    summary_table,
 )
 
 # Tiny sizes: each model trains one epoch in seconds on a CPU core.
@@ -81,7 +82,8 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
         assert saved["test"]["invalid_share"] == 0.0  # constrained beam search
     if model == "rpg":
         assert saved["sid"]["n_digits"] == 4 and not saved["sid"]["dedup"]
-        check_metrics(saved["test_graph_decoding"])
+        assert saved["test_decoding"] == "graph" and "visited" in saved["test"]  # the paper's decoding
+        check_metrics(saved["test_exact"])
 
 
 def test_overrides_and_paper_configs() -> None:
@@ -92,7 +94,7 @@ def test_overrides_and_paper_configs() -> None:
     assert config["n_digits"] == 32 and config["temperature"] == 0.03  # Beauty's values by default
     # the RPG README's per-category values, found from the dataset's name or folder
     toys = make_config("rpg", "amazon2014:Toys_and_Games")
-    assert (toys["lr"], toys["n_digits"], toys["n_edges"]) == (0.003, 16, 50)
+    assert (toys["lr"], toys["n_digits"], toys["n_edges"]) == (0.003, 16, 20)
     assert make_config("rpg", "/data/amazon2014/CDs_and_Vinyl")["n_digits"] == 64
     # ACERec's paper: m = 32, k = 4 and its own lr on every dataset, none of RPG's per-dataset values
     for dataset in ("amazon2014:Beauty", "amazon2014:Toys_and_Games", "/data/amazon2014/Sports_and_Outdoors"):
@@ -201,3 +203,31 @@ def test_bad_override_type_fails_before_the_data_is_read(tmp_path, capsys) -> No
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "override hidden=abc: hidden of rpg takes an integer" in err and "unknown dataset" not in err
+
+
+def test_rpg_graph_decoding_settings_are_the_readme_commands() -> None:
+    # facebookresearch/RPG_KDD2025 README (commit ceed035): --num_beams, --n_edges, --propagation_steps
+    readme = {
+        "amazon2014:Beauty": (20, 200, 3, 32, 0.01),
+        "amazon2014:Sports_and_Outdoors": (100, 30, 5, 16, 0.003),
+        "amazon2014:Toys_and_Games": (200, 20, 3, 16, 0.003),
+        "amazon2014:CDs_and_Vinyl": (20, 500, 5, 64, 0.001),
+    }
+    for dataset, expected in readme.items():
+        c = make_config("rpg", dataset)
+        assert (c["num_beams"], c["n_edges"], c["propagation_steps"], c["n_digits"], c["lr"]) == expected
+        assert c["graph_decoding"] and c["whiten"]
+    assert make_config("acerec", "amazon2014:Beauty")["whiten"]  # ACERec keeps RPG's tokenizer
+
+
+def test_rpg_headline_is_graph_decoded_with_exact_scoring_beside_it(tmp_path) -> None:
+    tiny = TINY["rpg"]
+    exact = run_experiment("rpg", "ml-100k", device="cpu", seed=0, out_dir=tmp_path / "exact", graph_decoding=False, **tiny)  # fmt: skip
+    graph = run_experiment("rpg", "ml-100k", device="cpu", seed=0, out_dir=tmp_path / "graph", **tiny)
+    assert exact["test_decoding"] == "exact" and exact["test_exact"] is None
+    assert graph["test_decoding"] == "graph" and "visited" in graph["test"]
+    assert graph["test_exact"] == exact["test"]  # the same model, scored exactly, beside the headline
+    table = summary_table({"rpg": graph})
+    assert table.loc["rpg", "decoding"] == "graph"
+    assert table.loc["rpg", "ndcg@10"] == graph["test"]["ndcg@10"]
+    assert table.loc["rpg", "exact ndcg@10"] == exact["test"]["ndcg@10"]

@@ -67,6 +67,7 @@ model_name = "all-MiniLM-L6-v2"  # sentence encoder of notebook 02
 n_digits = 32  # SID length m of the main model (RPG on Beauty: 32)
 digit_sweep = [4, 8, 16, 32]  # SID lengths to train and compare (paper: 4 to 64)
 nbits = 8  # 2**nbits codes per digit (RPG: 256)
+whiten = True  # PCA-whiten the embeddings before OPQ, as RPG's tokenizer does
 max_items = 5  # history length in items, for every model here (RPG: 50)
 hidden = 128  # RPG: 448
 n_layers = 2  # RPG: 2
@@ -95,8 +96,10 @@ dev = resolve_device(device)
 #
 # OPQ rotates the item embeddings and cuts them into m sub-vectors; each sub-vector gets the nearest
 # of 256 centroids of its own. The digits are *unordered* (no digit refines another) and each is a
-# cheap 8-bit code, so a long SID is easy to make. As in RPG, the tokenizer is fitted on the items
-# of the training sequences only and then encodes every item. With 256^m possible SIDs, collisions
+# cheap 8-bit code, so a long SID is easy to make. As in RPG, the embeddings are first PCA-whitened
+# (every principal direction scaled to unit variance; RPG keeps 512 of text-embedding-3-large's 3072
+# dimensions, the handbook all 384), and the tokenizer is fitted on the items of the training
+# sequences only and then encodes every item. With 256^m possible SIDs, collisions
 # are rare, and RPG keeps them: two items with the same SID simply get the same score.
 
 # %% tags=["nbval-ignore-output"]
@@ -110,7 +113,7 @@ train_rows = np.unique(np.concatenate(train_sequences)) - 1  # item id i is row 
 tables, collisions = {}, {}
 for m in sorted({*digit_sweep, n_digits}):
     tick = time.perf_counter()
-    codes = OPQ(m=m, nbits=nbits, seed=seed).fit_encode(X, train_rows=train_rows)
+    codes = OPQ(m=m, nbits=nbits, seed=seed, whiten=whiten).fit_encode(X, train_rows=train_rows)
     tables[m] = SemanticIDs.from_codes(codes, 2**nbits, dedup=False)
     summary = tables[m].summary()
     collisions[m] = {"colliding items": summary["n_colliding_items"], "collision rate": summary["collision_rate"], "fit seconds": time.perf_counter() - tick}

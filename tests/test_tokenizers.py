@@ -359,3 +359,25 @@ def test_residual_codebooks_train_bit_reproducibly_with_two_cpu_threads(two_cpu_
 
     first, second, third = train(), train(), train()
     assert torch.equal(first, second) and torch.equal(first, third)
+
+
+def test_rqvae_losses_are_the_tiger_loss_computed_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 8)).astype(np.float32)
+    tok = RQVAE(n_levels=2, width=4, hidden_dims=(16,), latent_dim=4, epochs=2, batch_size=32, seed=0).fit(X)
+    x = torch.from_numpy(X[:10])
+    out, terms = tok.losses(x)
+    z = tok.encoder(x)
+    residual, quantized, codebook, commitment = z, torch.zeros_like(z), 0.0, 0.0
+    for book in tok.quantizer.codebooks:
+        e = book[torch.cdist(residual, book).argmin(1)]
+        codebook = codebook + (residual.detach() - e).pow(2).sum(-1).mean()
+        commitment = commitment + (residual - e.detach()).pow(2).sum(-1).mean()
+        quantized, residual = quantized + e, (residual - e).detach()
+    recon = (tok.decoder(z + (quantized - z).detach()) - x).pow(2).sum(-1).mean()
+    torch.testing.assert_close(terms["codebook"], codebook)
+    torch.testing.assert_close(terms["commitment"], commitment)
+    torch.testing.assert_close(terms["reconstruction"], recon)
+    torch.testing.assert_close(terms["loss"], recon + codebook + 0.25 * commitment)
+    torch.testing.assert_close(terms["latent_norm"], z.pow(2).sum(-1).mean())
+    assert len(tok.history) == 2 and "latent_norm" in tok.history[0]

@@ -168,7 +168,7 @@ class ResidualTokenizer(Tokenizer):
         self.encoder: nn.Module | None = None
         self.decoder: nn.Module | None = None
         self.quantizer: ResidualCodebooks | None = None
-        #: per epoch: mean total, reconstruction, codebook and commitment losses
+        #: per epoch: mean total, reconstruction, codebook and commitment losses, and mean ||z||^2
         self.history: list[dict[str, float]] = []
         #: how many codes the dead-code remedy moved during training
         self.n_reseeded: int = 0
@@ -184,6 +184,38 @@ class ResidualTokenizer(Tokenizer):
         return True
 
     # training ---------------------------------------------------------------
+    def losses(
+        self,
+        x: torch.Tensor,
+        encoder: nn.Module | None = None,
+        quantizer: ResidualCodebooks | None = None,
+        decoder: nn.Module | None = None,
+    ) -> tuple[ResidualOutput, dict[str, torch.Tensor]]:
+        """One training forward on a batch x (B, dim): the quantizer's output and the loss terms.
+
+        loss = ||x - decoder(z + sg(z_q - z))||^2 + codebook + beta * commitment, each a batch
+        mean; the fitted modules are used unless others are given (as during `fit`).
+        """
+        encoder = self.encoder if encoder is None else encoder
+        quantizer = self.quantizer if quantizer is None else quantizer
+        decoder = self.decoder if decoder is None else decoder
+        z = encoder(x)  # (B, latent)
+        out = quantizer(z)
+        loss = out.codebook_loss + self.beta * out.commitment_loss
+        if self._has_autoencoder:
+            recon = (decoder(out.straight_through) - x).pow(2).sum(-1).mean()
+            loss = loss + recon
+        else:  # identity encoder/decoder: the reconstruction term has no gradient
+            recon = (out.quantized.detach() - x).pow(2).sum(-1).mean()
+        terms = {
+            "loss": loss,
+            "reconstruction": recon,
+            "codebook": out.codebook_loss,
+            "commitment": out.commitment_loss,
+            "latent_norm": z.detach().pow(2).sum(-1).mean(),
+        }
+        return out, terms
+
     def _fit(self, X: np.ndarray) -> None:
         from tqdm.auto import tqdm
 
@@ -215,20 +247,13 @@ class ResidualTokenizer(Tokenizer):
         self.history, self.n_reseeded, step = [], 0, 0
         for _epoch in tqdm(range(self.epochs), desc=f"{self.name} fit", disable=not self.verbose):
             encoder.train(), decoder.train()
-            sums = {"loss": 0.0, "reconstruction": 0.0, "codebook": 0.0, "commitment": 0.0}
+            sums = {"loss": 0.0, "reconstruction": 0.0, "codebook": 0.0, "commitment": 0.0, "latent_norm": 0.0}
             perm = torch.randperm(n, generator=generator).to(device)
             n_batches = 0
             for start in range(0, n, self.batch_size):
                 x = X_all[perm[start : start + self.batch_size]]  # (B, dim)
-                z = encoder(x)  # (B, latent)
-                out = quantizer(z)
-                loss = out.codebook_loss + self.beta * out.commitment_loss
-                if self._has_autoencoder:
-                    x_hat = decoder(out.straight_through)
-                    recon = (x_hat - x).pow(2).sum(-1).mean()
-                    loss = loss + recon
-                else:  # identity encoder/decoder: the reconstruction term has no gradient
-                    recon = (out.quantized.detach() - x).pow(2).sum(-1).mean()
+                out, losses = self.losses(x, encoder, quantizer, decoder)
+                loss, recon = losses["loss"], losses["reconstruction"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -245,6 +270,7 @@ class ResidualTokenizer(Tokenizer):
                 sums["reconstruction"] += recon.item()
                 sums["codebook"] += out.codebook_loss.item()
                 sums["commitment"] += out.commitment_loss.item()
+                sums["latent_norm"] += losses["latent_norm"].item()
                 n_batches += 1
             self.history.append({k: v / max(n_batches, 1) for k, v in sums.items()})
 

@@ -66,8 +66,8 @@ def train_small_tiger(
     device: str | torch.device = "auto",
     width: int = 64,
     beam_size: int = 10,
-    output: str = "per_level",
-    positions: str = "relative",
+    output: str = "full_vocab",
+    positions: str = "absolute",
 ) -> tuple[TIGER, TrainResult]:
     """Notebook 06's TIGER baseline: RK-Means 3 x `width` IDs with the de-duplication digit,
     one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`;

@@ -125,6 +125,11 @@ TIGER_CONFIG = {
     "d_ff": 1024,  # MLP dimension 1024
     "n_layers": 4,  # 4 encoder and 4 decoder layers
     "dropout": 0.1,  # 0.1 (GRID's config: 0.15)
+    # TIGER's T5 and GRID/cornac's T5 stacks use relative position bias ("relative"), GRID and
+    # cornac one softmax per SID level ("per_level"), TIGER's T5 one over the vocabulary; the
+    # handbook's first model ("absolute", "full_vocab") scored better at reading size (tiger.py)
+    "positions": "absolute",
+    "output": "full_vocab",
     "n_user_bins": 0,  # TIGER hashes users into 2000 tokens; GRID's default has none (no gain)
     "batch_size": 256,  # TIGER: 256
     "lr": 1e-3,  # GRID: Adam lr 1e-3 ...
@@ -511,7 +516,7 @@ def _tiger(
     model = TIGER(
         sids, max_items=c["max_items"], d_model=c["d_model"], n_heads=c["n_heads"], head_dim=c["head_dim"],
         d_ff=c["d_ff"], n_encoder_layers=c["n_layers"], n_decoder_layers=c["n_layers"], dropout=c["dropout"],
-        n_user_bins=c["n_user_bins"],
+        n_user_bins=c["n_user_bins"], output=c["output"], positions=c["positions"],
     )  # fmt: skip
     train = data.train_sequences()
     histories, targets = training_samples(train, c["max_items"], augmentation=c["augmentation"])

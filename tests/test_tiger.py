@@ -45,8 +45,11 @@ def test_paper_defaults() -> None:
     assert model.encoder.blocks[0].ff[0].weight.shape == (1024, 128)
     assert model.max_items == 20 and model.n_user_bins == 0
     assert len(DecoderOnly(sids).stack.blocks) == 8
+    assert model.config["output"] == "full_vocab" and model.config["positions"] == "absolute"
+    assert model.encoder.bias is None and model.embed.digits is not None
     # T5's relative bias: one table per stack (shared by its layers), bidirectional in the
     # encoder, causal in the decoder; no digit or slot embeddings, one head per SID level
+    model = TIGER(sids, output="per_level", positions="relative")
     assert model.encoder.bias.bidirectional and not model.decoder.bias.bidirectional
     assert model.encoder.bias.table.weight.shape == (32, 6)
     assert sum("bias.table" in name for name, _ in model.named_parameters()) == 2

@@ -18,11 +18,11 @@ adds the history's next-token loss, here over history tokens predicted from the
 previous history token (the user token and padding predict nothing), averaged together
 with the target's tokens.
 
-Positions and output head are TIGER's options (`handbook.models.tiger`): by default T5's
-causal relative position bias over the real tokens (padding takes no position) and no
-digit or slot embeddings, and one softmax per SID level; `positions="absolute"` and
-`output="full_vocab"` give this module's first version. GRID's `SemanticIDDecoderOnly`
-runs a Hugging Face T5 stack (relative bias) with one head per level, as the defaults do.
+Positions and output head are TIGER's options (`handbook.models.tiger`, with the same
+defaults: learned absolute digit and slot embeddings, one softmax over the vocabulary);
+`positions="relative"` is T5's causal relative position bias over the real tokens (padding
+takes no position) and `output="per_level"` one softmax per SID level, as GRID's
+`SemanticIDDecoderOnly` has (a Hugging Face T5 stack with one head per level).
 
 Default depth: 8 layers, the 4 + 4 of TIGER's encoder and decoder, which gives a similar
 parameter count (a decoder-only layer has no cross-attention); the other sizes are TIGER's.
@@ -66,8 +66,8 @@ class DecoderOnly(SIDGenerativeModel):
         dropout: float = 0.1,
         n_user_bins: int = 0,
         history_loss: bool = False,
-        output: str = "per_level",
-        positions: str = "relative",
+        output: str = "full_vocab",
+        positions: str = "absolute",
     ) -> None:
         super().__init__(sids, max_items=max_items, n_user_bins=n_user_bins)
         check_choice("output", output, OUTPUTS)

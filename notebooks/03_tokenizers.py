@@ -84,10 +84,13 @@ print(f"{X.shape[0]} items x {X.shape[1]} dimensions")
 # A residual tokenizer describes a vector coarse to fine. Level 1 picks the nearest of `width`
 # centroids; level 2 quantises what level 1 left over (the **residual**), and so on. Two items
 # that share level-1 code are in the same broad region; the later digits tell them apart. This
-# is what makes a SID a *semantic* ID: prefixes carry meaning.
+# is what makes a SID a *semantic* ID: prefixes carry meaning. With codebooks
+# $\{e_{l,k}\}_{k=1}^{W}$ for levels $l = 1 \dots L$:
 #
-# Here are three levels of plain residual k-means in a few lines of faiss, before the package
-# version (which also L2-normalises each residual, as GRID does; see `RKMeans`).
+# $$r_1 = x, \qquad c_l = \arg\min_k \lVert r_l - e_{l,k} \rVert^2, \qquad r_{l+1} = r_l - e_{l,c_l}, \qquad \hat x = \sum_{l=1}^{L} e_{l,c_l}.$$
+#
+# Here are three levels of plain residual k-means in a few lines of faiss: each level's codebook
+# is the k-means of the residuals the previous levels left.
 
 # %%
 residual = X.copy()
@@ -101,6 +104,28 @@ for level in range(n_levels):
 print("squared error left after each level:", np.round(errors, 4))
 
 # %% [markdown]
+# The package's `RKMeans` adds one step of GRID's: it L2-normalises each level's residual before
+# quantising it, $r_l \leftarrow r_l / \lVert r_l \rVert$ (a zero residual, an item alone in its
+# cell, stays zero). Encoding with its fitted codebooks, by hand
+# in numpy, gives the package's codes (compared by distance, so that an exact tie between two
+# centroids, where either code is right, could not fail the check):
+
+# %% tags=["nbval-ignore-output"]
+rkmeans = RKMeans(n_levels=n_levels, width=width, seed=seed).fit(X)
+residual, hand_codes, hand_dist, package_dist = X.copy(), [], [], []
+package_codes = rkmeans.encode(X)
+for level, book in enumerate(rkmeans.codebooks):
+    # GRID's normalisation; an item its centroid reconstructed exactly keeps its zero residual
+    residual = residual / np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
+    distances = ((residual[:, None, :] - book[None]) ** 2).sum(-1)  # (n, W)
+    hand_codes.append(distances.argmin(1))
+    hand_dist.append(distances.min(1))
+    package_dist.append(distances[np.arange(len(X)), package_codes[:, level]])
+    residual = residual - book[package_codes[:, level]]
+torch.testing.assert_close(torch.tensor(np.stack(package_dist)), torch.tensor(np.stack(hand_dist)), rtol=1e-5, atol=1e-6)
+print(f"codes equal to the package's: {np.mean(np.stack(hand_codes, 1) == package_codes):.2%}")
+
+# %% [markdown]
 # Each level removes part of what is left: the error falls level by level.
 #
 # ## 3 · Five tokenizers, one interface
@@ -109,7 +134,7 @@ print("squared error left after each level:", np.round(errors, 4))
 # | --- | --- | --- | --- |
 # | RK-Means | GRID | `n_levels` x `width`, coarse to fine | k-means on the residuals, level by level |
 # | RVQ | GRID | `n_levels` x `width` | residual codebooks refined by gradient descent (straight-through, commitment loss) |
-# | RQ-VAE | TIGER | `n_levels` x `width` | an MLP auto-encoder (D -> 512 -> 256 -> 128 -> 32) with residual codebooks in its latent space |
+# | RQ-VAE | TIGER | `n_levels` x `width` | an MLP auto-encoder (`D -> 512 -> 256 -> 128 -> 32`) with residual codebooks in its latent space |
 # | PQ | RPG, ACERec | `m` x 256, unordered | the vector is cut into `m` pieces, each quantised by its own k-means |
 # | OPQ | RPG, ACERec | `m` x 256, unordered | PQ after a learned rotation that balances the pieces |
 #
@@ -213,18 +238,80 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ### 4.3 RQ-VAE's training curve
+# ### 4.3 One RQ-VAE training step, by hand
 #
-# RQ-VAE learns its encoder, decoder and codebooks together: reconstruction loss plus the codebook
-# and commitment terms (weight 0.25, as TIGER). Dead codes are re-seeded from batch residuals.
+# RQ-VAE learns an encoder $z = f(x)$, residual codebooks in its latent space and a decoder $g$
+# together. Quantisation (`argmin`) has no gradient, so two tricks make it train. The
+# **straight-through estimator** feeds the decoder $z + \mathrm{sg}(\hat z - z)$: the value of the
+# quantised latent $\hat z = \sum_l e_{l,c_l}$, the gradient of $z$ ($\mathrm{sg}$ = stop gradient).
+# The **codebook** and **commitment** terms pull codes and residuals towards each other:
+#
+# $$\mathcal{L} = \lVert x - g(z + \mathrm{sg}(\hat z - z)) \rVert^2 + \sum_{l=1}^{L} \Big( \lVert \mathrm{sg}(r_l) - e_{l,c_l} \rVert^2 + \beta \, \lVert r_l - \mathrm{sg}(e_{l,c_l}) \rVert^2 \Big)$$
+#
+# with TIGER's commitment weight, `beta = 0.25`.
+#
+# As in the reference code (GRID, RQ-VAE-Recommender), the next residual carries no gradient,
+# $r_{l+1} = \mathrm{sg}(r_l - e_{l,c_l})$, so the commitment of level $l$ never moves earlier codes.
+# The forward of one batch of 8 real items through the fitted model, by hand:
+
+# %% tags=["nbval-ignore-output"]
+rqvae = tokenizers["RQ-VAE"]
+x = torch.from_numpy(X[:8])  # (8, 384)
+z = rqvae.encoder(x)  # (8, 32)
+residual, z_hat, codebook_loss, commitment_loss, step_codes = z, torch.zeros_like(z), 0.0, 0.0, []
+for book in rqvae.quantizer.codebooks:  # (W, 32) per level
+    code = torch.cdist(residual, book).argmin(1)
+    e = book[code]
+    codebook_loss = codebook_loss + (residual.detach() - e).pow(2).sum(-1).mean()
+    commitment_loss = commitment_loss + (residual - e.detach()).pow(2).sum(-1).mean()
+    z_hat, residual = z_hat + e, (residual - e).detach()
+    step_codes.append(code)
+straight_through = z + (z_hat - z).detach()
+reconstruction = (rqvae.decoder(straight_through) - x).pow(2).sum(-1).mean()
+loss = reconstruction + codebook_loss + rqvae.beta * commitment_loss
+print(f"reconstruction {reconstruction.item():.4f}, codebook {codebook_loss.item():.4f}, "
+      f"commitment {commitment_loss.item():.4f}, total {loss.item():.4f}")  # fmt: skip
+
+# %% [markdown]
+# The package computes the same terms (`RQVAE.losses`, the forward its training loop runs), and the
+# straight-through input equals the quantised latent in value:
 
 # %%
-history = pd.DataFrame(tokenizers["RQ-VAE"].history)
-fig, ax = plotting.subplots(width=5.5, height=2.8)
-history[["reconstruction", "codebook", "commitment"]].plot(ax=ax, logy=True)
-ax.set_xlabel("epoch")
-ax.set_ylabel("loss")
+quantized, terms = rqvae.losses(x)
+assert torch.equal(quantized.codes, torch.stack(step_codes, 1))
+torch.testing.assert_close(quantized.straight_through, z_hat)
+for name, mine in [("reconstruction", reconstruction), ("codebook", codebook_loss), ("commitment", commitment_loss), ("loss", loss)]:
+    torch.testing.assert_close(terms[name], mine)
+print("RQVAE.losses equals the hand computation")
+
+# %% [markdown]
+# ### 4.4 RQ-VAE's training curve
+#
+# The codebook and commitment terms are the *same number*, $\lVert r_l - e_{l,c_l} \rVert^2$ summed
+# over levels; they differ only in what their gradient moves (the codes, or the encoder), so the
+# curve draws it once. Dead codes are re-seeded from batch residuals.
+
+# %% tags=["nbval-ignore-output"]
+history = pd.DataFrame(rqvae.history)
+history["relative quantisation error"] = history["codebook"] / history["latent_norm"]
+fig, (left, right) = plotting.subplots(ncols=2, width=3.6, height=2.8)
+history[["reconstruction", "codebook"]].rename(columns={"codebook": "codebook = commitment"}).plot(ax=left, logy=True)
+left.set_xlabel("epoch")
+left.set_ylabel("loss (squared L2, batch mean)")
+history[["latent_norm", "relative quantisation error"]].plot(ax=right, logy=True)
+right.set_xlabel("epoch")
+right.set_ylabel("value")
 plt.show()
+print(history[["codebook", "latent_norm", "relative quantisation error"]].iloc[[0, -1]].round(4).to_string())
+
+# %% [markdown]
+# Both quantisation numbers rise while training goes well, for two reasons the table separates.
+# The reconstruction term lets the encoder spread its latents out: their squared norm grows
+# from 0.0704 in the first epoch to 0.6616 in the last, and a code's squared error grows with the
+# scale of what it quantises. And the codes follow only part of the way: even relative to the
+# latents' size the error rises, from 0.2119 to 0.3329, because at `beta = 0.25` the
+# reconstruction pulls harder on the encoder than the commitment does. What the tokenizer is
+# trained for, the reconstruction (left, blue), falls throughout.
 
 # %% [markdown]
 # ## Summary
@@ -236,9 +323,37 @@ plt.show()
 #
 # ## Exercises
 #
-# 1. Set `width = 256` as the papers do. What happens to perplexity on 1.3k items? *Hint:* see the `RKMeans` docstring on items per centroid.
-# 2. Turn off GRID's residual normalisation. *Hint:* `RKMeans(normalize_residuals=False)`; compare perplexity and collisions.
+# 1. Set `width = 256` as the papers do. What happens to RK-Means's perplexity per level on this
+#    catalogue? *Hint:* see the `RKMeans` docstring on items per centroid.
+# 2. Turn off GRID's residual normalisation. How do perplexity and collisions change?
+#    *Hint:* `RKMeans(normalize_residuals=False)`, then `report`.
 # 3. How does OPQ's reconstruction error fall with `pq_digits` in {4, 8, 16, 32}? *Hint:* each digit adds 8 bits.
+
+# %% tags=["solution"]
+# Exercise 1: with 256 centroids on this catalogue many level-1 cells hold one item, and later levels collapse.
+wide = RKMeans(n_levels=n_levels, width=256, seed=seed).fit(X)
+print("perplexity per level, width 256:", np.round(wide.perplexity(wide.encode(X)), 1), f"(width {width}: {np.round(tokenizers['RK-Means'].perplexity(codes['RK-Means']), 1)})")
+
+# %% tags=["solution"]
+# Exercise 2: without normalisation the deeper levels crowd onto a few hub codes.
+raw = RKMeans(n_levels=n_levels, width=width, normalize_residuals=False, seed=seed).fit(X)
+pd.DataFrame({"normalised (GRID)": report("RK-Means", tokenizers["RK-Means"], codes["RK-Means"]), "raw residuals": report("raw", raw, raw.encode(X))}).loc[["perplexity", "collision_rate"]]
+
+# %% tags=["solution", "nbval-ignore-output"]
+# Exercise 3: more digits, more bits, less error.
+pd.Series({m: OPQ(m=m, seed=seed).fit(X).reconstruction_error(X) for m in (4, 8, 16, 32)}, name="OPQ reconstruction error").round(4)
+
+# %% [markdown]
+# ## References
+#
+# - S. Rajput et al. *Recommender Systems with Generative Retrieval* (TIGER), its RQ-VAE (arXiv:2305.05065).
+# - C. Ju et al. *Generative Recommendation with Semantic IDs: A Practitioner's Handbook* (GRID): RK-Means,
+#   residual normalisation (arXiv:2507.22224); code: github.com/snap-research/GRID.
+# - N. Zeghidour et al. *SoundStream* (residual vector quantisation) (arXiv:2107.03312); A. van den Oord
+#   et al. *Neural Discrete Representation Learning* (VQ-VAE, straight-through, commitment) (arXiv:1711.00937).
+# - H. Jégou et al. *Product Quantization for Nearest Neighbor Search*, TPAMI 2011; T. Ge et al.
+#   *Optimized Product Quantization*, TPAMI 2014.
+# - Every term: [glossary](glossary.md).
 
 # %%
 metrics = {"dataset": ds.name, "n_items": int(X.shape[0]), "chance_label_agreement": chance, "tokenizers": results}

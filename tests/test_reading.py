@@ -1,0 +1,42 @@
+"""The reading baselines are computed once per configuration and code, then read from the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handbook import reading
+
+
+@pytest.fixture
+def quick(monkeypatch, tmp_path):
+    """One epoch of each baseline, cached under a temporary folder."""
+    monkeypatch.setitem(reading.SASREC, "epochs", 1)
+    monkeypatch.setitem(reading.TIGER, "epochs", 1)
+    monkeypatch.setattr(reading, "cache_dir", lambda kind: tmp_path / kind)
+    return tmp_path
+
+
+def test_baselines_rank_every_test_user_and_come_back_from_the_cache_unchanged(quick):
+    first = reading.reading_baselines("ml-100k", max_items=3, device="cpu")
+    assert set(first.ranks) == {"most-popular", "SASRec", "TIGER (beam 10)"}
+    n_users = len(first.ranks["most-popular"])
+    assert all(len(r) == n_users and r.min() >= 0 for r in first.ranks.values())
+    assert not first.from_cache
+    again = reading.reading_baselines("ml-100k", max_items=3, device="cpu")
+    assert again.from_cache
+    for name, ranks in first.ranks.items():
+        np.testing.assert_array_equal(again.ranks[name], ranks)
+    table = again.metrics(ks=(10,))
+    assert list(table.columns) == ["recall@10", "ndcg@10"]
+    assert table.loc["SASRec", "ndcg@10"] > table.loc["most-popular", "ndcg@10"] * 0.5  # trained, not random
+    assert len(list((quick / "reading").glob("*.npz"))) == 1
+
+
+def test_the_cache_key_changes_with_the_configuration_and_the_seed(monkeypatch):
+    dev = reading.resolve_device("cpu")
+    base = reading._cache_key("ml-100k", "m", 0, dev, 5)
+    assert reading._cache_key("ml-100k", "m", 1, dev, 5) != base
+    assert reading._cache_key("ml-100k", "m", 0, dev, 4) != base
+    monkeypatch.setitem(reading.SASREC, "hidden", 32)
+    assert reading._cache_key("ml-100k", "m", 0, dev, 5) != base

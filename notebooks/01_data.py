@@ -39,6 +39,7 @@ from handbook.data import (
     k_core,
     leave_one_out,
     load_dataset,
+    samples_per_sequence,
     statistics,
     training_samples,
 )
@@ -94,10 +95,17 @@ stats
 # %% [markdown]
 # ## 3 · Chronological order and leave-one-out
 #
-# Each user's items are sorted by time (equal timestamps keep their file order, so the result is
-# the same on every machine). Then the **last** item is the test target, the **second last** the
-# validation target, and everything before is training history. Items get internal ids
-# `1..n_items`; id `0` is padding.
+# Each user's items are sorted by time. Then the **last** item is the test target, the **second
+# last** the validation target, and everything before is training history. For a user with items
+# $i_1, \dots, i_n$ in time order:
+#
+# $$\text{train} = (i_1, \dots, i_{n-2}), \qquad \text{valid: } (i_1, \dots, i_{n-2}) \to i_{n-1}, \qquad \text{test: } (i_1, \dots, i_{n-1}) \to i_n .$$
+#
+# **Ties.** MovieLens timestamps are seconds, and a user often rates several films in the same
+# second. Equal timestamps keep their order in the file (a stable sort on user, then time, then
+# file row), so the split is the same on every machine; which of two tied items is "last" is then
+# an accident of the file, not a fact about the user. Items get internal ids `1..n_items`; id `0`
+# is padding.
 
 # %%
 data = leave_one_out(chronological(core))
@@ -107,9 +115,27 @@ print(f"{data.n_users} users, {data.n_items} items, {data.dropped_users} users d
 seq = data.sequences[example_user]
 title_column = item_text.columns[0]
 split = ["train"] * (len(seq) - 2) + ["valid", "test"]
-pd.DataFrame(
-    {"item id": seq, title_column: item_text[title_column].to_numpy()[seq - 1], "split": split}
-).tail(6)
+ordered = chronological(core)
+times = ordered.loc[ordered["user"] == data.user_ids[example_user], "timestamp"].to_numpy()
+example = pd.DataFrame(
+    {"item id": seq, title_column: item_text[title_column].to_numpy()[seq - 1], "timestamp": times, "split": split}
+)
+example.tail(6)
+
+# %% [markdown]
+# How often does a tie decide the split, for this user and for everyone?
+
+# %%
+last_two_tied = [ordered.loc[ordered["user"] == u, "timestamp"].iloc[-2:].nunique() == 1 for u in data.user_ids]
+print(f"example user: validation and test items share a timestamp: {example['timestamp'].iloc[-1] == example['timestamp'].iloc[-2]}")
+print(f"users whose validation and test items share a timestamp: {np.mean(last_two_tied):.1%}")
+
+# %% [markdown]
+# For 44.1% of the users the validation and test items were rated in the same second, so on
+# MovieLens which of the two is the test target is decided by the file's order. Every model sees
+# the same split, so comparisons stay fair; but "predict the next item" here partly means "predict
+# the next row of the file", one reason MovieLens numbers do not transfer to Amazon, whose review
+# days are coarser still and whose papers' splits (P5's `sequential_data.txt`) fix one order for all.
 
 # %% [markdown]
 # The evaluation arrays hold, per user, the last `max_len` items before the target, left-padded with
@@ -169,15 +195,39 @@ for h, t in zip(histories[:3], targets[:3], strict=True):
 # ## Summary
 #
 # - `load_dataset` gives one interaction table and one item text table for every supported source.
-# - The 5-core keeps users and items with enough data; leave-one-out holds out each user's last two items.
+# - The 5-core keeps users and items with enough data; leave-one-out holds out each user's last two items,
+#   in time order, with ties kept in file order (they decide the split for many MovieLens users).
 # - Histories are the last `max_len` items, left-padded with 0; item ids run from 1 to `n_items`.
 # - Sliding windows turn each training sequence into one sample per prefix.
 #
 # ## Exercises
 #
-# 1. Run with `k = 10`. How many users and items are left? *Hint:* `python -m handbook.runner -p k=10 notebooks/01_data.ipynb`.
+# 1. How many users and items are left in a 10-core? *Hint:* `k_core(ds.interactions, 10)` and `statistics`.
 # 2. What share of test targets already appear in the user's history? *Hint:* compare `test_targets[:, None]` with `test_histories`.
-# 3. Load a RecBole atomic dataset of your own. *Hint:* a folder with `name.inter` (and `name.item`) works with `load_dataset(folder)`.
+# 3. How many training samples do prefixes and GRID's sub-sequences give, and why do sub-sequences grow so much faster?
+#    *Hint:* `samples_per_sequence(lengths, augmentation)`; a sequence of n items has n - 1 prefixes.
+
+# %% tags=["solution"]
+# Exercise 1: a stricter core removes users and items, and each removal can push others below k.
+statistics(k_core(ds.interactions, 10))
+
+# %% tags=["solution"]
+# Exercise 2: repeat consumption (MovieLens users rate each film once, so this is 0 here).
+print(f"test targets already in the history: {np.mean((test_histories == test_targets[:, None]).any(axis=1)):.1%}")
+
+# %% tags=["solution"]
+# Exercise 3: n - 1 prefixes against n (n - 1) / 2 contiguous runs per sequence of n items.
+train_lengths = [len(sequence) for sequence in train]
+for augmentation in ("none", "prefixes", "subsequences"):  # counted, not built: sub-sequences would fill gigabytes
+    print(f"{augmentation:13s} {samples_per_sequence(train_lengths, augmentation).sum():>12,} samples")
+
+# %% [markdown]
+# ## References
+#
+# - F. M. Harper, J. A. Konstan. *The MovieLens Datasets: History and Context*. ACM TiiS 2015.
+# - J. McAuley et al. *Image-based Recommendations on Styles and Substitutes* (Amazon reviews) (arXiv:1506.04757).
+# - W.-C. Kang, J. McAuley. *Self-Attentive Sequential Recommendation* (leave-one-out protocol) (arXiv:1808.09781).
+# - Every term: [glossary](glossary.md).
 
 # %%
 metrics = {

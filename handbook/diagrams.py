@@ -77,11 +77,13 @@ def pipeline() -> plt.Figure:
 
 
 # ---------------------------------------------------------------------- notebooks 04-05
-def prefix_trie(codes: np.ndarray, item_ids: Sequence[int] | None = None, highlight: Sequence[int] = ()) -> plt.Figure:
+def prefix_trie(codes: np.ndarray, item_ids: Sequence[int] | None = None, highlight: Sequence[int] = (),
+                root: str = "BOS", first_digit: int = 1) -> plt.Figure:  # fmt: skip
     """The prefix trie of a few SIDs (n, n_digits): one level per digit, one leaf per item.
 
     `highlight` is a prefix (codes) whose path is drawn in colour: the beams a constrained
-    search may follow after it are its children.
+    search may follow after it are its children. To draw a subtree, pass the codes below a
+    shared prefix, that prefix as `root` and the number of its first drawn digit.
     """
     codes = np.asarray(codes)
     if codes.ndim != 2 or len(codes) == 0:
@@ -102,7 +104,7 @@ def prefix_trie(codes: np.ndarray, item_ids: Sequence[int] | None = None, highli
 
     highlight = tuple(highlight)
     ax.add_patch(plt.Circle((width / 2, level_y(0)), 0.16, color=STATE, alpha=0.5))
-    ax.text(width / 2, level_y(0), "BOS", ha="center", va="center", fontsize=6)
+    ax.text(width / 2, level_y(0), root, ha="center", va="center", fontsize=6)
     parent_xy = {(): (width / 2, level_y(0))}
     for level in range(1, depth + 1):
         prefixes = [tuple(row[:level]) for row in codes]
@@ -118,7 +120,7 @@ def prefix_trie(codes: np.ndarray, item_ids: Sequence[int] | None = None, highli
     for x, item in zip(leaf_x, items, strict=True):
         ax.text(x, level_y(depth) - 0.4, f"item\n{item}", ha="center", va="top", fontsize=6)
     for level in range(1, depth + 1):
-        ax.text(0.05, level_y(level), f"digit {level}", fontsize=7, va="center", color="#444444")
+        ax.text(0.05, level_y(level), f"digit {first_digit + level - 1}", fontsize=7, va="center", color="#444444")
     return fig
 
 

@@ -19,7 +19,8 @@
 # **Learning objectives.** After this notebook you can
 # - measure how often a tokenizer gives two items the same code, and how that depends on depth and width;
 # - explain the de-duplication digit of TIGER and GRID, and what it costs;
-# - explain why long PQ/OPQ IDs (RPG, ACERec) barely collide and need no such digit.
+# - explain why long PQ/OPQ IDs (RPG, ACERec) barely collide and need no such digit;
+# - build the prefix trie of a SID table and run one constrained beam-search step by hand.
 #
 # Comes after `03_tokenizers`. Next: `05_tiger`.
 
@@ -27,16 +28,21 @@
 # ## 0 · Setup
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
-from handbook import plotting
+from handbook import diagrams, plotting
+from handbook.collisions import paper_collisions
 from handbook.data import items_in_order, load_dataset, prepare
+from handbook.decoding.beam import beam_search
 from handbook.embed import embed_texts, item_texts
 from handbook.io import write_metrics
-from handbook.paths import cache_dir, output_dir
-from handbook.sid import SemanticIDs
+from handbook.paths import cache_dir, output_dir, repo_root
+from handbook.sid import N_SPECIAL_TOKENS, SemanticIDs
 from handbook.tokenizers import OPQ, PQ, RKMeans
 
 plotting.setup()
@@ -50,7 +56,9 @@ widths = [16, 32, 64, 128, 256]  # RK-Means widths (codes per level) to try
 dedup_width = 64  # width of the 3-level table whose de-duplication digit is studied
 pq_digits = [4, 8, 16, 32]  # PQ lengths m to try (256 codes per digit)
 opq_digits = 32  # OPQ length m (RPG's Beauty setting)
-seed = 0  # seed of every tokenizer
+paper_dataset = None  # None: show the recorded paper-scale table; or a dataset to compute it on (minutes)
+beam_size = 3  # beams of the hand-made constrained search
+seed = 0  # seed of every tokenizer and of the stand-in scorer
 
 # %%
 out = output_dir(OUTPUT_DIR)
@@ -64,8 +72,12 @@ out = output_dir(OUTPUT_DIR)
 #
 # The **collision rate** is the share of items whose code is shared with at least one other item.
 # A useful reference is the rate for codes drawn uniformly at random: an item collides unless each
-# of the other `n - 1` items misses its code, `1 - (1 - 1/W^L)^(n-1)`. Real codes collide more,
-# because similar items are *meant* to get similar codes.
+# of the other $n - 1$ items misses its code,
+#
+# $$P(\text{collide}) = 1 - \left(1 - W^{-L}\right)^{n-1}$$
+#
+# for $L$ levels of $W$ codes. Real codes collide more, because similar items are *meant* to get
+# similar codes.
 
 # %%
 ds = load_dataset(dataset)
@@ -104,9 +116,17 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Deeper and wider codes collide less, but real codes stay far above the random-code curve: the
-# tokenizer puts near-duplicates (sequels, one title in two editions) in the same cell on purpose.
-# Past a point, more levels barely help, because the residuals of near-duplicates are tiny.
+# How many times the random-code rate is each real rate?
+
+# %%
+grid.assign(ratio=grid["collision_rate"] / grid["uniform_codes"]).pivot(index="levels", columns="width", values="ratio").round(1)
+
+# %% [markdown]
+# With one level both curves sit near 1 (a thousand items in at most 256 cells must share), so the
+# ratio is about 1. From two levels on, real codes collide several times more often than random ones,
+# and the gap grows with the code space: the tokenizer puts near-duplicates (sequels, one title in
+# two editions) in the same cell on purpose. Past a point, more levels barely help, because the
+# residuals of near-duplicates are tiny.
 #
 # ## 3 · The de-duplication digit
 #
@@ -153,37 +173,143 @@ pq_table
 #
 # ### 4.1 At paper scale
 #
-# The same notebook run on Amazon Beauty (12,101 items), with the papers' width 256:
+# The papers' catalogues are ten times larger (Amazon Beauty) with 256 codes per digit.
+# `handbook.collisions.paper_collisions` fits the four settings they use. Computing it on Beauty
+# takes minutes (its embeddings first), so by default this cell shows the table recorded by
+# `python -m handbook.collisions <Beauty folder>`, with its command, date and machine; pass
+# `paper_dataset` to compute it here instead.
+
+# %%
+if paper_dataset is None:
+    record = json.loads((repo_root() / "results" / "Beauty" / "collisions.json").read_text())
+    print(f"recorded {record['date']} on {record['machine']}: {record['command']}")
+    paper = pd.DataFrame(record["table"]).set_index("tokenizer")
+    paper_items = record["n_items"]
+else:
+    paper_ds = load_dataset(paper_dataset)
+    paper_texts = item_texts(items_in_order(paper_ds.items, prepare(paper_ds).item_ids))
+    paper_X = embed_texts(paper_texts, model=model, cache_dir=cache_dir("embeddings"), show_progress=False)
+    paper, paper_items = paper_collisions(paper_X, paper_texts, seed=seed), len(paper_texts)
+print(f"{paper_items:,} items")
+paper
+
+# %% [markdown]
+# With 256 codes per level on the larger catalogue, about one item in four shares its 3-digit
+# code (the first row), so TIGER's de-duplication digit is no detail at paper scale; a fourth
+# level halves that, and long PQ/OPQ codes leave few items colliding, a handful of which
+# (the last column) have a text identical to another item's.
+
+# %% [markdown]
+# ## 5 · The prefix trie and constrained beam search
 #
-# ```
-# python -m handbook.runner -p dataset=../shared/data/amazon2014/Beauty -p dedup_width=256 notebooks/04_collisions.ipynb
-# ```
+# A decoder that generates a SID digit by digit can produce codes that name no item. The **prefix
+# trie** of the SID table stores, for every valid prefix, the codes that continue it. Here are the
+# SIDs of the items whose first code is that of item 1, in the 3 x `dedup_width` table with its
+# de-duplication digit (the drawing starts at that shared first code; the coloured path is item 1's):
+
+# %%
+same_first = np.flatnonzero(table.codes[:, 0] == table.codes[0, 0])
+print(f"{len(same_first)} items start with code {table.codes[0, 0]}; drawn: the first {min(len(same_first), 12)}")
+fig = diagrams.prefix_trie(table.codes[same_first[:12], 1:], item_ids=same_first[:12] + 1, highlight=(table.codes[0, 1],),
+                           root=f"code {table.codes[0, 0]}", first_digit=2)  # fmt: skip
+
+# %% [markdown]
+# **Constrained beam search** keeps the $B$ best prefixes. At digit $t$ a beam with prefix $c_{<t}$
+# scores each next code $c$ with the model's logits $\ell_c$, masked to the trie's children
+# $\mathcal{A}(c_{<t})$ and renormalised over them:
 #
-# gives (from its `metrics.json`, run on this project's 2-core CPU machine, 54 s with cached embeddings):
+# $$\log p(c \mid c_{<t}) = \ell_c - \log \sum_{c' \in \mathcal{A}(c_{<t})} e^{\ell_{c'}}, \qquad
+# \text{score}(c_{\le t}) = \sum_{s \le t} \log p(c_s \mid c_{<s}),$$
 #
-# | tokenizer | items colliding | largest group |
-# | --- | --- | --- |
-# | RK-Means 3 x 256 | 24.2% (2,930 of 12,101) | 12 items: dedup digit up to 11 |
-# | RK-Means 4 x 256 | 11.5% | |
-# | PQ m = 32 | 0.55% (66 items) | |
-# | OPQ m = 32 | 0.13% (16 items) | |
-#
-# With 256 codes per level on 12k items, one item in four shares its 3-digit code, so TIGER's
-# de-duplication digit is no detail at paper scale; RPG's 32-digit OPQ codes leave 16 items, of
-# which 6 have a duplicated text.
+# and the $B$ best of all (beam, code) pairs become the next beams. Written out in plain Python for
+# one user, with a stand-in scorer (fixed random token vectors; notebook 05 plugs in TIGER):
+
+# %%
+g = torch.Generator().manual_seed(seed)
+token_vectors = torch.randn(table.vocab_size, 16, generator=g)  # (vocab, 16)
+readout = torch.randn(16, table.vocab_size, generator=g)  # (16, vocab)
+
+
+def step_fn(rows, prefix_tokens):  # (N,) batch rows, (N, t) token ids -> (N, vocab) logits
+    return (token_vectors[prefix_tokens].sum(1) + 1.0) @ readout
+
+
+def to_tokens(codes):  # digit j's code c is token N_SPECIAL_TOKENS + offset_j + c
+    return torch.tensor([[N_SPECIAL_TOKENS + table.offsets[j] + c for j, c in enumerate(codes)]], dtype=torch.long)
+
+
+def beam_by_hand(step_fn, sids, beam_size):
+    beams = [((), 0.0)]  # (codes so far, summed log-prob)
+    for level, size in enumerate(sids.codebook_sizes):
+        start = N_SPECIAL_TOKENS + sids.offsets[level]  # this digit's token range
+        candidates = []
+        for codes, score in beams:
+            logits = step_fn(torch.zeros(1, dtype=torch.long), to_tokens(codes).reshape(1, -1))[0, start : start + size]
+            allowed = sids.allowed_next(list(codes))  # the trie's children of this prefix
+            logp = torch.log_softmax(logits[allowed], dim=0)  # renormalised over them only
+            candidates += [(codes + (int(c),), score + float(lp)) for c, lp in zip(allowed, logp, strict=True)]
+        beams = sorted(candidates, key=lambda beam: -beam[1])[:beam_size]
+    return beams
+
+
+by_hand = beam_by_hand(step_fn, table, beam_size)
+for beam_codes, score in by_hand:
+    print(beam_codes, f"log-prob {score:.4f} -> item {table.lookup(np.array(beam_codes)) + 1}")
+
+# %% [markdown]
+# The package's `beam_search` does the same for a whole batch of users at once, with the trie as
+# sorted arrays (`SemanticIDs.allowed_mask`) instead of a Python loop. Same beams, same scores:
+
+# %%
+result = beam_search(step_fn, 1, table, beam_size, constrained=True)
+assert [tuple(c) for c in result.codes[0].tolist()] == [beam_codes for beam_codes, _ in by_hand]
+torch.testing.assert_close(result.scores[0], torch.tensor([score for _, score in by_hand]), rtol=1e-5, atol=1e-5)
+print("beam_search equals the hand-made search; items", result.items[0].tolist())
 
 # %% [markdown]
 # ## Summary
 #
-# - Real codes collide far more than random ones: similar items land in the same cell by design.
+# - Real codes collide far more than random ones once there are two levels or more: similar items land in the same cell by design.
 # - Depth and width lower the rate, with diminishing returns; the de-duplication digit makes every SID unique at the cost of one meaningless token per item.
 # - Long PQ/OPQ IDs have a code space so large that only items with near-identical text collide.
+# - The prefix trie lists the valid continuations of every prefix; constrained beam search masks the rest and renormalises.
 #
 # ## Exercises
 #
-# 1. Which items collide in the 3 x 64 table? *Hint:* `np.unique(codes, axis=0, return_inverse=True)`, then look up their titles.
-# 2. How long would the dedup digit be with `width = 16`? *Hint:* `SemanticIDs.from_codes(..., dedup=True).dedup_size`.
-# 3. Do RQ-VAE codes collide less than RK-Means at the same size? *Hint:* notebook 03's `report` has the number.
+# 1. Which items collide in the 3 x 64 table, and what do their texts have in common?
+#    *Hint:* `np.unique(codes, axis=0, return_inverse=True, return_counts=True)`, then look up `texts`.
+# 2. How many values would the de-duplication digit need with `width = 16`?
+#    *Hint:* `SemanticIDs.from_codes(..., dedup=True).dedup_size`.
+# 3. How many valid continuations does the trie offer at each digit, on average over prefixes?
+#    Why is the last digit so constrained? *Hint:* `table.trie_sizes` counts the prefixes per level.
+
+# %% tags=["solution"]
+# Exercise 1: the groups of items that share a 3-digit code.
+_, group, size = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+group = group.reshape(-1)
+for group_id in np.flatnonzero(size > 1)[:4]:
+    print(" | ".join(texts[group == group_id].str.slice(0, 40)))
+
+# %% tags=["solution"]
+# Exercise 2: the largest collision group decides the extra digit's size.
+narrow = SemanticIDs.from_codes(RKMeans(n_levels=3, width=16, seed=seed).fit_encode(X), 16, dedup=True)
+print(f"width 16: the de-duplication digit needs {narrow.dedup_size} values (width {dedup_width}: {table.dedup_size})")
+
+# %% tags=["solution"]
+# Exercise 3: children per prefix = prefixes at the next level / prefixes at this level.
+sizes = [1, *table.trie_sizes]
+print("prefixes per level:", sizes)
+print("mean children per prefix:", [round(b / a, 2) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+
+# %% [markdown]
+# ## References
+#
+# - S. Rajput et al. *Recommender Systems with Generative Retrieval* (TIGER), Sec. 3.1 on collisions (arXiv:2305.05065).
+# - C. Ju et al. *Generative Recommendation with Semantic IDs: A Practitioner's Handbook* (GRID) (arXiv:2507.22224).
+# - Y. Hou et al. *Generating Long Semantic IDs in Parallel for Recommendation* (RPG) (arXiv:2506.05781).
+# - H. Jégou, M. Douze, C. Schmid. *Product Quantization for Nearest Neighbor Search*. TPAMI 2011;
+#   T. Ge et al. *Optimized Product Quantization*. TPAMI 2014.
+# - Every term: [glossary](glossary.md).
 
 # %%
 rkmeans_3 = grid[grid["levels"] == 3].set_index("width")["collision_rate"]

@@ -31,11 +31,12 @@ def test_pipeline_draws_one_box_per_module_in_data_flow_order():
 
 def test_prefix_trie_has_one_node_per_distinct_prefix_and_one_leaf_per_item():
     codes = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [1, 0, 0]])
-    fig = diagrams.prefix_trie(codes, item_ids=[11, 12, 13, 14])
+    fig = diagrams.prefix_trie(codes, item_ids=[11, 12, 13, 14], root="code 7", first_digit=2)
     drawn = texts(fig)
     n_prefixes = sum(len({tuple(r[:level]) for r in codes}) for level in (1, 2, 3))
     circles = [p for p in fig.axes[0].patches if isinstance(p, plt.Circle)]
     assert len(circles) == 1 + n_prefixes  # the root and every distinct prefix
+    assert "code 7" in drawn and "digit 4" in drawn
     assert sorted(t for t in drawn if t.startswith("item")) == [f"item\n{i}" for i in (11, 12, 13, 14)]
 
 

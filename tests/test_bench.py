@@ -79,7 +79,7 @@ def test_results_file_holds_the_machine_config_and_records(results_and_path: tup
     assert "RSS" in machine["memory_measure"]
     # "auto" values are resolved before the run and saved as used
     assert loaded["config"]["batch_size"] == 3 and loaded["config"]["threads"] == 1
-    assert {r["kind"] for r in loaded["records"]} == {"inference", "training", "build"}
+    assert {r["kind"] for r in loaded["records"]} == {"inference", "uncached", "training", "build"}
     assert set(bench.load_results(path.parent)) == {"results-cpu"}
 
 
@@ -108,6 +108,18 @@ def test_every_requested_cell_has_a_record(results: dict) -> None:
     assert set(shared[0]["axes"]) == {"catalogue", "beam", "sid_length"}
 
 
+def test_tiger_beam_axis_is_timed_with_and_without_its_kv_cache(results: dict) -> None:
+    uncached = [r for r in results["records"] if r["kind"] == "uncached"]
+    assert {(r["method"], r["beam"], r["batch_size"]) for r in uncached} == {("tiger_beam", b, B) for b in (2, 4) for B in (1, 3)}
+    assert all(r["axes"] == ["beam"] and r["kv_cache"] is False and r["status"] == "ok" for r in uncached)
+    cached = [r for r in results["records"] if r["kind"] == "inference" and r["method"] == "tiger_beam"]
+    assert all(r["kv_cache"] is True for r in cached)
+    table = bench.kv_cache_table(results)
+    assert list(table.index) == [2, 4] and (table["no cache / KV cache"] > 0).all()
+    # the uncached records are not inference cells: axis tables and missing cells ignore them
+    assert bench.missing_cells({**results, "records": [r for r in results["records"] if r["kind"] != "uncached"]}) == []
+
+
 def test_missing_cells_notices_a_dropped_record(results: dict) -> None:
     dropped = {**results, "records": [r for r in results["records"] if not (r["kind"] == "inference" and r["method"] == "tiger_beam" and r["beam"] == 2 and r["batched"])]}
     missing = bench.missing_cells(dropped)
@@ -117,7 +129,7 @@ def test_missing_cells_notices_a_dropped_record(results: dict) -> None:
 def test_throughput_and_latency_are_positive_and_consistent(results: dict) -> None:
     config = results["config"]
     for r in results["records"]:
-        if r["kind"] == "inference":
+        if r["kind"] in ("inference", "uncached"):
             repeats = config["repeats"] if r["batch_size"] == 1 else config["batch_repeats"]
             assert len(r["times_s"]) == repeats and all(t > 0 for t in r["times_s"])
             assert r["batch_seconds"] == pytest.approx(float(np.median(r["times_s"])))

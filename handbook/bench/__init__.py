@@ -25,6 +25,8 @@ the weights' values) and at the papers' dimensions by default:
   memory back, so an approximation that can miss very short peaks;
 * what is built once per catalogue, apart: the SID table with its trie and the item graph.
 
+Records have a `kind`: "inference", "uncached" (TIGER without its KV cache), "training", "build".
+
 Catalogues are made by sampling codes uniformly at random per digit (`sample_codes`,
 seeded). Choices a reader should know about, because the package's defaults would not
 fit a benchmark of 1M items on a CPU:
@@ -36,9 +38,13 @@ fit a benchmark of 1M items on a CPU:
   item). The exact graph's build time is measured for catalogues up to
   `exact_graph_max_items` and extrapolated quadratically above (records with
   `estimated: true`).
-* TIGER's beam search recomputes the decoder over the prefix at every digit (no KV
-  cache, see `handbook.models.tiger`), and `graph_decode` keeps a (batch, n_items)
-  visited mask on every call: both are measured as they are. The bench's own graph is
+* TIGER's beam search runs on its KV cache (`handbook.models.tiger`): the encoder's
+  cross-attention keys and values once per user, shared by its beams, and the prefix's
+  self-attention keys and values reordered with the beams, so each digit runs the decoder
+  on one new token per beam. The beam axis is timed a second time with
+  `recommend(..., cache=False)`, which reruns the decoder over the whole prefix (records of
+  kind "uncached", `tiger_uncached=False` to skip them). `graph_decode` keeps a
+  (batch, n_items) visited mask on every call, measured as it is. The bench's own graph is
   valid by construction, so its per-call range check (`check=False`) is skipped.
 * `threads` (`--threads`) sets torch's CPU threads for the run (recorded in the machine
   description). On a machine whose cores are busy with other processes, fewer threads
@@ -75,6 +81,7 @@ from handbook.bench.report import (
     axis_table,
     describe_machine,
     device_slug,
+    kv_cache_table,
     load_results,
     machine_info,
     records_frame,
@@ -97,6 +104,7 @@ __all__ = [
     "describe_machine",
     "device_slug",
     "exact_top_k",
+    "kv_cache_table",
     "load_results",
     "machine_info",
     "main",

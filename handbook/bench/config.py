@@ -32,6 +32,7 @@ class BenchConfig:
     codebook_size: int = 256  # codes per digit, every model
     tiger_beams: list[int] = field(default_factory=lambda: [10, 20, 50])
     default_tiger_beam: int = 20
+    tiger_uncached: bool = True  # also time TIGER's beam axis without its KV cache (records of kind "uncached")
     graph_beams: list[int] = field(default_factory=lambda: [10, 20, 50])
     default_graph_beam: int = 20  # RPG's paper scale: 20 beams, 200 edges, 3 steps
     graph_edges: int = 200

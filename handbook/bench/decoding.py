@@ -139,15 +139,20 @@ def run_tiger_cells(config: BenchConfig, settings: dict, dev: torch.device, reco
             _, method, _, m, beam = key
             k = min(config.top_k, beam)
 
-            def fn(h: torch.Tensor, model: TIGER = model, beam: int = beam, k: int = k) -> torch.Tensor:
-                return model.recommend(h, k=k, beam_size=beam, batch_size=h.shape[0])[0]
+            # the beam axis is measured a second time without the KV cache (kind "uncached")
+            uncached = config.tiger_uncached and "beam" in settings[key]
+            for kind, cache in [("inference", True), *([("uncached", False)] if uncached else [])]:
 
-            base = base_record("inference", method, settings[key], n, m, beam)
-            extra = {"decoded_digits": sids.n_digits, "history": config.tiger_history, "top_k": k}
-            rng = np.random.default_rng([config.seed, n, m, beam, 1])
-            for rec in measure_inference(fn, base, rng=rng, n_items=n, history=config.tiger_history, config=config, device=dev, extra=extra):
-                records.append(rec)
-                say(_describe(rec))
+                def fn(h: torch.Tensor, model: TIGER = model, beam: int = beam, k: int = k, cache: bool = cache) -> torch.Tensor:
+                    return model.recommend(h, k=k, beam_size=beam, batch_size=h.shape[0], cache=cache)[0]
+
+                axes = settings[key] if cache else ["beam"]
+                base = base_record(kind, method, axes, n, m, beam)
+                extra = {"decoded_digits": sids.n_digits, "history": config.tiger_history, "top_k": k, "kv_cache": cache}
+                rng = np.random.default_rng([config.seed, n, m, beam, 1])  # the same users with and without the cache
+                for rec in measure_inference(fn, base, rng=rng, n_items=n, history=config.tiger_history, config=config, device=dev, extra=extra):
+                    records.append(rec)
+                    say(_describe(rec))
         del model, sids
         free_memory(dev)
 

@@ -106,7 +106,7 @@ def describe_machine(results: dict[str, Any]) -> str:
 
 
 def records_frame(results: dict[str, Any], kind: str = "inference"):
-    """The records of one kind ("inference", "training", "build") as a pandas DataFrame."""
+    """The records of one kind ("inference", "uncached", "training", "build") as a pandas DataFrame."""
     import pandas as pd
 
     rows = [r for r in results["records"] if r["kind"] == kind]
@@ -146,4 +146,23 @@ def axis_table(
     }
     table = pd.DataFrame(columns)
     table.index.name = AXIS_FIELD[axis]
+    return table
+
+
+def kv_cache_table(results: dict[str, Any], quantity: str = "latency_ms_per_user", batched: bool = False):
+    """TIGER's beam axis with and without its KV cache: one row per beam, and uncached / cached."""
+    import pandas as pd
+
+    def series(kind: str) -> pd.Series:
+        points = sorted(
+            (r["beam"], r[quantity])
+            for r in results["records"]
+            if r["kind"] == kind and r["method"] == "tiger_beam" and "beam" in r["axes"]
+            and r["batched"] == batched and r["status"] == "ok"
+        )  # fmt: skip
+        return pd.Series(dict(points), dtype=float)
+
+    table = pd.DataFrame({"KV cache": series("inference"), "no cache": series("uncached")})
+    table["no cache / KV cache"] = table["no cache"] / table["KV cache"]
+    table.index.name = "beam"
     return table

@@ -11,11 +11,12 @@ SWEEP_ARGS ?=
 DATASET ?=
 ARGS    ?=
 DEVICE  ?= auto
+PROFILE ?= paper
 # OpenMP threads (faiss) sleep instead of spinning while they wait: same results, far faster
 # on a busy CPU (an OPQ fit: 134 s spinning, 7 s sleeping, on this 2-core machine under load).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-gpu notebooks sweep bench reproduce download sync lab lint clean
+.PHONY: setup run test test-gpu notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
 
 setup: $(STAMP)
 
@@ -53,10 +54,16 @@ sweep: setup
 bench: setup
 	$(BIN)/python -m handbook.bench --device $(DEVICE)
 
-## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json.
+## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json;
+## PROFILE=cpu (about 90 min on 2 cores) or PROFILE=gpu (about 10 min on one H100) -> <model>-<profile>.json.
 reproduce: setup
-	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [ARGS='--models rpg -o epochs=1']"; exit 2; }
-	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) $(ARGS)
+	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [PROFILE=paper|cpu|gpu] [ARGS='--models rpg -o epochs=1']"; exit 2; }
+	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) --profile $(PROFILE) $(ARGS)
+
+## What make reproduce would train, without training: steps, FLOPs and projected minutes per model.
+reproduce-plan: setup
+	@test -n "$(DATASET)" || { echo "usage: make reproduce-plan DATASET=<folder> [PROFILE=paper|cpu|gpu]"; exit 2; }
+	$(BIN)/python -m handbook.experiment $(DATASET) --profile $(PROFILE) --dry-run $(ARGS)
 
 ## The Amazon 2014 5-core files of one category into data/amazon2014/<Category>: make download CATEGORY=Beauty
 download: setup

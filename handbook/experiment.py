@@ -67,6 +67,8 @@ from handbook.io import write_json_atomic
 from handbook.metrics import evaluate_model
 from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
 from handbook.paths import cache_dir, repo_root
+from handbook.profiles import PROFILES, profile_overrides, results_name
+from handbook.projection import plan
 from handbook.sid import SemanticIDs
 from handbook.tokenizers import OPQ, make_tokenizer
 from handbook.train import fit
@@ -609,9 +611,13 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def command_line(dataset: str, model: str, seed: int, device: str, overrides: dict, world_size: int) -> str:
+def command_line(
+    dataset: str, model: str, seed: int, device: str, overrides: dict, world_size: int, profile: str = "paper"
+) -> str:
     """The shell command that reruns one experiment."""
     args = [str(dataset), "--models", model, "--seed", str(seed), "--device", str(device)]
+    if profile != "paper":
+        args += ["--profile", profile]
     for key, value in overrides.items():
         args += ["-o", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     launcher = f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python"
@@ -627,16 +633,18 @@ def run_experiment(
     out_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     show_progress: bool = False,
+    profile: str = "paper",
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Train and test `model` on `dataset` at paper settings; write `<out_dir>/<dataset>/<model>.json`.
+    """Train and test `model` on `dataset`; write `<out_dir>/<dataset>/<model>.json` (`<model>-<profile>.json`).
 
-    `overrides` replace config values (`make_config`); `out_dir` defaults to results/ in
-    the checkout. Returns the record written (on other torchrun ranks than 0, which
-    write nothing, a record without test metrics).
+    The config is the paper's, then the `profile`'s overrides (`handbook.profiles`), then
+    `overrides` (`make_config`); `out_dir` defaults to results/ in the checkout. Returns the
+    record written (on other torchrun ranks than 0, which write nothing, a record without
+    test metrics).
     """
     name = _check_model(model)
-    config = make_config(name, dataset, **overrides)  # bad names fail before any work
+    config = make_config(name, dataset, **{**profile_overrides(profile, name), **overrides})  # bad names fail before any work
     dataset = str(dataset)
     out = Path(out_dir) if out_dir is not None else repo_root() / "results"
     context = init_distributed(device)
@@ -658,6 +666,7 @@ def run_experiment(
     record: dict[str, Any] = {
         "model": name,
         "dataset": prep.slug,
+        "profile": profile,
         "world_size": context.world_size,
         "rank": context.rank,
     }
@@ -712,12 +721,12 @@ def run_experiment(
             "python_version": platform.python_version(),
             "train_seconds": 0.0 if run is None else run.seconds,
             "total_seconds": time.perf_counter() - started,
-            "command": command_line(dataset, name, seed, device, overrides, context.world_size),
+            "command": command_line(dataset, name, seed, device, overrides, context.world_size, profile),
             "git_commit": git_commit(),
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )
-    write_json_atomic(out / prep.slug / f"{name}.json", record)
+    write_json_atomic(out / prep.slug / results_name(name, profile), record)
     return record
 
 
@@ -801,6 +810,30 @@ def run_all(
     return records, failures
 
 
+# Effective 6NT throughput (see handbook.projection), in TFLOP/s. CPU: calibrated on this project's
+# 2-core CPU, where an RPG step (hidden 448, batch 256) took 6.8 s and a TIGER step (4+4 layers,
+# d 128, batch 256) 4.3 s: 0.15 and 0.14 "TFLOP/s" of 6NT. GPU: an assumption for one H100/H200
+# in bf16 (about 5% of its dense peak for models this small), to be replaced by a measured value.
+DRY_RUN_TFLOPS = {"cpu": 0.15, "gpu": 50.0}
+
+
+def dry_run(
+    prep: PreparedData, models: list[str], overrides: dict[str, Any], profile: str, tflops: float | None = None
+) -> pd.DataFrame:
+    """One row per model: its schedule's steps, training FLOPs and time projected at `tflops` (see `handbook.projection`)."""
+    tflops = tflops if tflops is not None else DRY_RUN_TFLOPS["gpu" if profile == "gpu" else "cpu"]
+    rows = []
+    for name in models:
+        own = {k: v for k, v in overrides.items() if k in CONFIGS[name]}
+        config = make_config(name, prep.slug, **{**profile_overrides(profile, name), **own})
+        rows.append(plan(name, prep.data, config, tflops))
+    table = pd.DataFrame(rows).set_index("model")
+    table.loc["total"] = table.select_dtypes("number").sum()
+    table.attrs["tflops"] = tflops
+    print(f"{profile} profile on {prep.slug}, projected at {tflops:g} effective TFLOP/s (training only, no early stop):")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 if any model failed)."""
     parser = argparse.ArgumentParser(
@@ -815,6 +848,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/ in the checkout)")
     parser.add_argument("--checkpoints", type=Path, default=None, help="also save each model's best weights here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--profile", default="paper", choices=list(PROFILES), help="paper settings, or a budget (handbook.profiles)")
+    parser.add_argument("--dry-run", action="store_true", help="print each model's steps, FLOPs and projected time; train nothing")
+    parser.add_argument("--tflops", type=float, default=None,
+                        help="effective 6NT TFLOP/s for --dry-run (default: DRY_RUN_TFLOPS, gpu or cpu by --profile)")  # fmt: skip
     parser.add_argument("-o", "--override", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
 
@@ -824,14 +861,18 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--models is empty: name at least one model")
         overrides = parse_overrides(args.override, models)
         k_core = overrides.get("k_core", DATA["k_core"])
-        prepare_dataset(args.dataset, int(k_core))  # a bad dataset fails here, once
+        prep = prepare_dataset(args.dataset, int(k_core))  # a bad dataset fails here, once
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         parser.error(str(err))
+
+    if args.dry_run:
+        print(dry_run(prep, models, overrides, args.profile, args.tflops).to_string())
+        return 0
 
     try:
         records, failures = run_all(
             args.dataset, models, overrides, device=args.device, seed=args.seed, out_dir=args.out,
-            checkpoint_dir=args.checkpoints, show_progress=not args.no_progress,
+            checkpoint_dir=args.checkpoints, show_progress=not args.no_progress, profile=args.profile,
         )  # fmt: skip
         done = {name: r for name, r in records.items() if "test" in r}
         if done:

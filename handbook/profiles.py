@@ -1,0 +1,57 @@
+"""Run profiles of `make reproduce`: the papers' settings, or budgets that fit a machine.
+
+A profile is a set of overrides per model, applied on top of the paper configs of
+`handbook.experiment` and under the user's own `-o` overrides. `paper` changes nothing.
+`cpu` fits the five models on Amazon Beauty into about 90 minutes on a 2-core CPU;
+`gpu` into about 10 minutes on one H100 or H200 (bf16). Each results file records its
+profile, and `python -m handbook.experiment <dataset> --profile P --dry-run` prints the
+steps, the training FLOPs and a projected time of each model before anything trains.
+
+Cutting epochs alone does not shrink a schedule: RPG's reference warms up for 10,000 of
+its ~13,000 steps, so three epochs of it end before the learning rate peaks (N@10 .0020
+on Beauty at hidden 128, below most-popular). Each budget therefore scales warm-up and
+patience with its step budget: warm-up about 10% of the steps, patience a few epochs.
+The sizes below come from step timings on this project's 2-core CPU (issue 16: an RPG
+epoch at hidden 128 takes 90 s, a TIGER step at 4+4 layers d 128 4.3 s) and from
+the dry run's FLOP counts for the GPU; the first run of each confirms or corrects them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "cpu": {
+        # SASRec at paper size took 25 min on Beauty (best epoch 34 of 54): stop sooner.
+        "sasrec": {"epochs": 30, "patience": 5},
+        # TIGER at 4+4 layers d 128 is 37 min an epoch here: GRID's small 2+2 layers d 64, three epochs.
+        "tiger": {
+            "n_layers": 2, "d_model": 64, "n_heads": 4, "head_dim": 16, "d_ff": 256,
+            "rqvae_epochs": 200, "epochs": 3, "patience": 2,
+        },  # fmt: skip
+        # RPG at hidden 128: 90 s an epoch, 88 steps; 15 epochs, warm-up 10% of 1,320 steps.
+        "rpg": {"hidden": 128, "ffn": 512, "epochs": 15, "warmup_steps": 130, "patience": 5},
+        # ACERec reads k + 1 = 5 positions per item, five times RPG's: histories of 20, six epochs.
+        "acerec": {"hidden": 128, "ffn": 512, "max_len": 20, "epochs": 6, "warmup_steps": 55, "patience": 3},
+    },
+    "gpu": {
+        # bf16 autocast and large evaluation batches everywhere; step budgets from the dry run.
+        "sasrec": {"amp": "bf16", "eval_batch_size": 4096, "epochs": 100, "patience": 10},
+        "tiger": {"amp": "bf16", "eval_batch_size": 1024, "rqvae_epochs": 1000, "epochs": 15, "patience": 4},
+        "rpg": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 40, "warmup_steps": 350, "patience": 8},
+        "acerec": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 25, "warmup_steps": 220, "patience": 5},
+    },
+}
+
+
+def profile_overrides(profile: str, model: str) -> dict[str, Any]:
+    """The overrides `profile` gives `model` ({} for a model it leaves at paper settings)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
+    return dict(PROFILES[profile].get(model, {}))
+
+
+def results_name(model: str, profile: str) -> str:
+    """File name of a model's results: `<model>.json` at paper settings, `<model>-<profile>.json` otherwise."""
+    return f"{model}.json" if profile == "paper" else f"{model}-{profile}.json"

@@ -16,7 +16,7 @@ PROFILE ?= paper
 # on a busy CPU (an OPQ fit: 134 s spinning, 7 s sleeping, on this 2-core machine under load).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-gpu notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
+.PHONY: setup run test test-gpu test-browser book notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,18 @@ test-gpu: setup
 ## (runs/<name>/<run>/, then results.csv, summary.csv and summary.md beside them).
 sweep: setup
 	$(BIN)/python -m handbook.sweep $(SWEEP) $(SWEEP_ARGS)
+
+## The website and JupyterLab in headless Chromium (apt-get install chromium chromium-driver);
+## tests/test_browser.py skips, saying why, where Chromium or chromedriver is missing.
+test-browser: setup
+	$(BIN)/python -m pip install --quiet -e '.[book]' torch==2.13.0
+	$(BIN)/python -m pytest -p no:nbval -o addopts=-ra -m browser tests/test_browser.py $(PYTEST_ARGS)
+
+## A static website of the committed, executed notebooks in build/book/ (never re-executes them).
+book: setup
+	$(BIN)/python -m pip install --quiet -e '.[book]' torch==2.13.0
+	$(BIN)/python -m sphinx -q -c docs . build/book
+	@echo "open build/book/index.html"
 
 ## Latency, throughput and memory of decoding and training: bench/results-<device>.json.
 bench: setup

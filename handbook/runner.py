@@ -3,6 +3,9 @@
     python -m handbook.runner notebooks/0*.ipynb            # runs/<name>/, then a summary
     python -m handbook.runner --in-place notebooks/01_data.ipynb
     python -m handbook.runner -p dataset=ml-100k -p seed=1 notebooks/01_data.ipynb
+
+Each notebook's wall time and its kernel's peak memory are printed and recorded in
+<runs-dir>/summary.json (one entry per notebook, updated by every run).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import ast
 import difflib
 import json
 import math
+import os
+import platform
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from handbook.io import read_metrics, write_text_atomic
+from handbook.io import read_metrics, write_json_atomic, write_text_atomic
 from handbook.paths import repo_root
 
 KERNEL = "python3"
@@ -123,6 +129,74 @@ def execute_in_place(notebook: str | Path, timeout: int | None = None) -> None:
     write_text_atomic(notebook, nbformat.writes(nb) + "\n")
 
 
+def _peak_rss_bytes(process: Any) -> int:
+    """A process's peak resident memory so far: Linux's VmHWM, else its current RSS."""
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        pass
+    return process.memory_info().rss
+
+
+class ChildPeakMemory:
+    """Peak resident memory of the processes started while in the block (a notebook's kernel).
+
+    A thread polls this process's children every `interval` seconds and keeps, for each, its
+    high-water mark (VmHWM on Linux, which the kernel keeps itself, so peaks between polls are
+    not lost; elsewhere the RSS seen at a poll). `peak_mb` is the largest, in MiB. Children that
+    existed before the block (another kernel, a server) are not counted.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self._psutil, self.interval = psutil, interval
+        self._me = psutil.Process()
+        self._before = {child.pid for child in self._me.children(recursive=True)}
+        self._peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_until_stopped, daemon=True)
+
+    def _poll(self) -> None:
+        for child in self._me.children(recursive=True):
+            if child.pid in self._before:
+                continue
+            try:
+                self._peaks[child.pid] = max(self._peaks.get(child.pid, 0), _peak_rss_bytes(child))
+            except self._psutil.Error:  # it ended between listing and reading
+                pass
+
+    def _poll_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            self._poll()
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_mb(self) -> float | None:
+        """The largest peak seen, in MiB; None if no process was seen."""
+        return round(max(self._peaks.values()) / 2**20, 1) if self._peaks else None
+
+    def __enter__(self) -> ChildPeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def record_run(summary_path: str | Path, notebook: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Set `notebook`'s entry in the JSON file `summary_path` (others kept), written atomically."""
+    summary_path = Path(summary_path)
+    runs = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    runs[notebook] = entry
+    write_json_atomic(summary_path, runs)
+    return runs
+
+
 def flatten_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested metrics to {"a.b": scalar}, dropping lists and long strings."""
     flat: dict[str, Any] = {}
@@ -185,19 +259,39 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}
+    costs: dict[str, dict[str, Any]] = {}
     for notebook in args.notebooks:
         start = time.perf_counter()
         print(f"--> {notebook}", flush=True)
-        try:
-            if args.in_place:
-                execute_in_place(notebook)
-            else:
-                results[notebook.stem] = execute_notebook(notebook, args.runs_dir / notebook.stem, params)
-        except Exception as err:  # a failing notebook is reported and the others still run
-            failures[notebook.stem] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+        with ChildPeakMemory() as memory:
+            try:
+                if args.in_place:
+                    execute_in_place(notebook)
+                else:
+                    results[notebook.stem] = execute_notebook(notebook, args.runs_dir / notebook.stem, params)
+            except Exception as err:  # a failing notebook is reported and the others still run
+                last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+                failures[notebook.stem] = f"{type(err).__name__}: {last}"
+        seconds = round(time.perf_counter() - start, 1)
+        costs[notebook.stem] = {
+            "status": "failed" if notebook.stem in failures else "ok",
+            "seconds": seconds,
+            "peak_rss_mb": memory.peak_mb,
+            "parameters": params,
+            "in_place": args.in_place,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        }
+        record_run(args.runs_dir / "summary.json", notebook.stem, costs[notebook.stem])
+        if notebook.stem in failures:
             print(f"    FAILED: {failures[notebook.stem]}", flush=True)
             continue
-        print(f"    done in {math.ceil(time.perf_counter() - start)} s", flush=True)
+        print(f"    done in {math.ceil(seconds)} s, kernel peak memory {memory.peak_mb} MiB", flush=True)
+
+    with pd.option_context("display.width", 120):
+        print(f"\nTime and peak memory (also in {args.runs_dir / 'summary.json'}):")
+        table = pd.DataFrame([{"notebook": k, **{c: v[c] for c in ("status", "seconds", "peak_rss_mb")}} for k, v in costs.items()])
+        print(table.to_string(index=False))
 
     if results:
         with pd.option_context("display.max_rows", None, "display.width", 120):

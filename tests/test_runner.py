@@ -120,3 +120,46 @@ def test_execute_notebook_checks_names_before_running(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     # a known name runs and reaches the notebook
     assert execute_notebook(notebook, tmp_path / "out", {"x": 2}) == {"x": 2}
+
+
+def test_child_peak_memory_sees_a_child_that_has_exited() -> None:
+    import subprocess
+    import sys
+
+    from handbook.runner import ChildPeakMemory
+
+    # 300 MiB touched, then freed, then a pause: the peak is gone from RSS but not from VmHWM
+    code = "import time; b = bytearray(300 * 2**20); del b; time.sleep(1.0)"
+    with ChildPeakMemory(interval=0.1) as memory:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert memory.peak_mb is not None and memory.peak_mb >= 300
+    with ChildPeakMemory() as idle:
+        pass
+    assert idle.peak_mb is None  # no child started: nothing to report, not 0
+
+
+def memory_notebook(folder: Path, name: str, mebibytes: int) -> Path:
+    """A small notebook that holds `mebibytes` MiB for a moment, then writes metrics.json."""
+    path = small_notebook(folder, name, 'OUTPUT_DIR = "out"\nx = 1\n')
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(f"import time\nb = bytearray({mebibytes} * 2**20)\ntime.sleep(0.5)\ndel b"))
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.notebook
+def test_run_records_each_notebooks_time_and_peak_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    big, small = memory_notebook(tmp_path, "big", 400), memory_notebook(tmp_path, "small", 0)
+    runs = tmp_path / "runs"
+    (runs).mkdir()
+    (runs / "summary.json").write_text(json.dumps({"older": {"seconds": 1.0}}))
+    assert main(["--runs-dir", str(runs), str(big), str(small)]) == 0
+    summary = json.loads((runs / "summary.json").read_text())
+    assert set(summary) == {"older", "big", "small"}  # an earlier entry is kept
+    assert summary["big"]["status"] == "ok" and summary["big"]["seconds"] > 0
+    # per notebook, not the largest so far: the small kernel's peak is its own
+    assert summary["big"]["peak_rss_mb"] >= 400 > summary["small"]["peak_rss_mb"]
+    out = capsys.readouterr().out
+    assert "kernel peak memory" in out and "peak_rss_mb" in out

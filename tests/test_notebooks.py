@@ -37,9 +37,8 @@ SMALL = {
         "d_ff": 64,
         "n_layers": 1,
         "epochs": 2,
-        "sasrec_epochs": 2,
     },
-    "06_design_choices": {"max_items": 3, "d_model": 32, "d_ff": 64, "epochs": 1},
+    "06_design_choices": {"max_items": 5, "d_model": 32, "d_ff": 64, "epochs": 1},
     "07_rpg": {
         "n_digits": 8,
         "digit_sweep": [4, 8],

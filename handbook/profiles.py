@@ -11,6 +11,8 @@ Cutting epochs alone does not shrink a schedule: RPG's reference warms up for 10
 its ~13,000 steps, so three epochs of it end before the learning rate peaks (N@10 .0020
 on Beauty at hidden 128, below most-popular). Each budget therefore scales warm-up and
 patience with its step budget: warm-up about 10% of the steps, patience a few epochs.
+RPG and ACERec train on length-bucketed, trimmed batches (`RPG.make_batches(bucket=True)`),
+which skip most of the padding of Beauty's short sequences.
 The sizes below come from step timings on this project's 2-core CPU (issue 16: an RPG
 epoch at hidden 128 takes 90 s, a TIGER step at 4+4 layers d 128 4.3 s) and from
 the dry run's FLOP counts for the GPU; the first run of each confirms or corrects them.
@@ -31,16 +33,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "rqvae_epochs": 200, "epochs": 3, "patience": 2,
         },  # fmt: skip
         # RPG at hidden 128: 90 s an epoch, 88 steps; 15 epochs, warm-up 10% of 1,320 steps.
-        "rpg": {"hidden": 128, "ffn": 512, "epochs": 15, "warmup_steps": 130, "patience": 5},
-        # ACERec reads k + 1 = 5 positions per item, five times RPG's: histories of 20, six epochs.
-        "acerec": {"hidden": 128, "ffn": 512, "max_len": 20, "epochs": 6, "warmup_steps": 55, "patience": 3},
+        "rpg": {"hidden": 128, "ffn": 512, "epochs": 15, "warmup_steps": 130, "patience": 5, "bucket": True},
+        # ACERec reads k + 1 = 5 positions per item, five times RPG's: eight epochs.
+        "acerec": {"hidden": 128, "ffn": 512, "epochs": 8, "warmup_steps": 70, "patience": 3, "bucket": True},
     },
     "gpu": {
         # bf16 autocast and large evaluation batches everywhere; step budgets from the dry run.
         "sasrec": {"amp": "bf16", "eval_batch_size": 4096, "epochs": 100, "patience": 10},
         "tiger": {"amp": "bf16", "eval_batch_size": 1024, "rqvae_epochs": 1000, "epochs": 15, "patience": 4},
-        "rpg": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 40, "warmup_steps": 350, "patience": 8},
-        "acerec": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 25, "warmup_steps": 220, "patience": 5},
+        "rpg": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 40, "warmup_steps": 350, "patience": 8, "bucket": True},
+        "acerec": {"amp": "bf16", "eval_batch_size": 2048, "epochs": 25, "warmup_steps": 220, "patience": 5, "bucket": True},
     },
 }
 

@@ -52,8 +52,9 @@ def _build(model: str, c: dict[str, Any], data: SequenceData) -> tuple[torch.nn.
         net, per_item = RPG(sids, **{k: c[k] for k in keys}), 1
     else:
         net, per_item = ACERec(sids, **{k: c[k] for k in keys}, n_latents=c["n_latents"]), c["n_latents"] + 1
-    steps = len(RPG.make_batches(train, c["max_len"], c["batch_size"], seed=0))
-    return net, steps, c["batch_size"] * c["max_len"] * per_item
+    batches = RPG.make_batches(train, c["max_len"], c["batch_size"], seed=0, trim=True, bucket=c.get("bucket", False))
+    positions = sum(inputs.numel() for inputs, _ in batches) / len(batches)  # trimmed batches are narrower
+    return net, len(batches), round(positions * per_item)
 
 
 def plan(model: str, data: SequenceData, config: dict[str, Any], tflops: float) -> dict[str, Any]:

@@ -10,7 +10,8 @@ import torch
 
 from handbook.decoding.graph import evaluate_graph, graph_decode, graph_ranks
 from handbook.metrics import evaluate_model, rank_of_target
-from handbook.models.rpg import RPG, mean_digit_log_prob, mtp_loss
+from handbook.models.acerec import ACERec
+from handbook.models.rpg import RPG, mean_digit_log_prob, mtp_loss, trim_left_padding
 from handbook.sid import SemanticIDs
 from handbook.train import fit
 
@@ -237,3 +238,45 @@ def test_tiny_rpg_learns_a_deterministic_next_item() -> None:
     )
     exact = evaluate_model(model, histories, targets, ks=(1,))
     assert metrics["recall@1"] == exact["recall@1"] and metrics["visited"] == n_items
+
+
+def test_trimmed_batches_drop_only_all_padding_columns() -> None:
+    inputs = torch.tensor([[0, 0, 0, 4, 5], [0, 0, 2, 3, 4]])
+    labels = torch.tensor([[0, 0, 0, 5, 6], [0, 0, 3, 4, 5]])
+    trimmed_inputs, trimmed_labels = trim_left_padding(inputs, labels)
+    assert trimmed_inputs.tolist() == [[0, 4, 5], [2, 3, 4]]
+    assert trimmed_labels.tolist() == [[0, 5, 6], [3, 4, 5]]
+
+
+@pytest.mark.parametrize("model_cls", [RPG, ACERec])
+def test_trimming_the_padding_leaves_loss_and_scores_unchanged(model_cls) -> None:
+    width = 8
+    sids = SemanticIDs.from_codes(_unique_codes(30, 4, width, seed=1), width, dedup=False)
+    torch.manual_seed(0)
+    extra = {"n_latents": 2} if model_cls is ACERec else {}
+    model = model_cls(sids, max_len=12, hidden=16, n_layers=1, n_heads=2, ffn=32, dropout=0.0, **extra).eval()
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 31, size=int(n)) for n in rng.integers(3, 9, size=40)]
+    full = RPG.make_batches(sequences, 12, 8, seed=3, trim=False)
+    trimmed = RPG.make_batches(sequences, 12, 8, seed=3, trim=True)
+    assert all(t[0].shape[1] < f[0].shape[1] for f, t in zip(full, trimmed, strict=True))  # windows of <= 8 items
+    with torch.no_grad():
+        for f, t in zip(full, trimmed, strict=True):
+            torch.testing.assert_close(model.loss(t), model.loss(f))
+        short = torch.tensor([[0, 3, 7, 9]])
+        padded = torch.nn.functional.pad(short, (8, 0))
+        torch.testing.assert_close(model.scores(short), model.scores(padded))
+
+
+def test_bucketed_batches_hold_the_same_windows_in_narrower_batches() -> None:
+    rng = np.random.default_rng(1)
+    sequences = [rng.integers(1, 31, size=int(n)) for n in rng.choice([3, 4, 30], size=64, p=[0.45, 0.45, 0.1])]
+    plain = RPG.make_batches(sequences, 20, 8, seed=5)
+    bucketed = RPG.make_batches(sequences, 20, 8, seed=5, bucket=True)
+    again = RPG.make_batches(sequences, 20, 8, seed=5, bucket=True)
+    def rows(batches):
+        return sorted(tuple(r[r != 0].tolist()) for b in batches for r in b[1])
+
+    assert rows(bucketed) == rows(plain)  # every window, each once
+    assert np.mean([b[0].shape[1] for b in bucketed]) < np.mean([b[0].shape[1] for b in plain])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(bucketed, again, strict=True))  # the seed decides

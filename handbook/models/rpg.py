@@ -81,6 +81,13 @@ def mean_digit_log_prob(digit_log_probs: torch.Tensor, codes: torch.Tensor) -> t
     return picked.mean(dim=-1)
 
 
+def trim_left_padding(input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the leading columns (B, L) -> (B, L') where every row of both tensors is padding (0)."""
+    used = ((input_ids != 0) | (labels != 0)).any(dim=0)  # (L,)
+    first = int(used.long().argmax()) if bool(used.any()) else input_ids.shape[1] - 1
+    return input_ids[:, first:], labels[:, first:]
+
+
 class DigitHeads(nn.Module):
     """One residual projection per digit, `x + SiLU(W_j x + b_j)`, batched over the m digits.
 
@@ -218,11 +225,12 @@ class RPG(nn.Module):
 
     # ------------------------------------------------------------------ encoder
     def _fit_length(self, ids: torch.Tensor) -> torch.Tensor:
-        """Keep the last `max_len` columns, or left-pad with 0: (B, L) -> (B, max_len)."""
-        length = ids.shape[1]
-        if length > self.max_len:
-            return ids[:, -self.max_len :]
-        return F.pad(ids, (self.max_len - length, 0), value=0) if length < self.max_len else ids
+        """Keep the last `max_len` columns: (B, L) -> (B, min(L, max_len)).
+
+        Shorter inputs stay short: positions count from the first real item and padding is
+        masked, so left padding changes nothing but the cost (`make_batches` trims it).
+        """
+        return ids[:, -self.max_len :] if ids.shape[1] > self.max_len else ids
 
     def token_table(self) -> torch.Tensor:
         """Per-digit token embeddings (m, W, D), e.g. for `SemanticIDs.knn_graph(n, model.token_table())`."""
@@ -236,7 +244,7 @@ class RPG(nn.Module):
         return self.token_emb(self.item_tokens[item_ids]).mean(dim=-2)
 
     def encode(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, max_len, D) of left-padded item ids (B, L)."""
+        """Hidden states (B, L', D) of left-padded item ids (B, L), L' = min(L, max_len)."""
         ids = self._fit_length(input_ids.long())  # (B, L)
         keep = ids != 0  # (B, L)
         # Positions count from the first real item, as the authors' right-padded GPT-2 does,
@@ -246,7 +254,8 @@ class RPG(nn.Module):
         x = self.emb_drop(x) * keep.unsqueeze(-1)
         # The diagonal stays open so that a padding query still has a key (no NaN from SDPA).
         eye = torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
-        attn_mask = ((self.causal & keep.unsqueeze(1)) | eye).unsqueeze(1)  # (B, 1, L, L)
+        length = ids.shape[1]
+        attn_mask = ((self.causal[:length, :length] & keep.unsqueeze(1)) | eye).unsqueeze(1)  # (B, 1, L, L)
         for block in self.blocks:
             x = block(x, attn_mask)
         return self.final_ln(x)
@@ -255,7 +264,7 @@ class RPG(nn.Module):
     def loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         """MTP loss of the next item at every non-padding position of (input_ids, labels)."""
         input_ids, labels = batch[0], batch[1]  # (B, L) each, 0 = padding / no label
-        hidden = self.encode(input_ids)  # (B, max_len, D)
+        hidden = self.encode(input_ids)  # (B, L', D)
         labels = self._fit_length(labels.long())
         mask = labels != 0
         if not bool(mask.any()):
@@ -273,17 +282,41 @@ class RPG(nn.Module):
         *,
         windows: Literal["all", "last"] = "all",
         shuffle: bool = True,
+        trim: bool = False,
+        bucket: bool = False,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled (input_ids, labels) batches (b, max_len), left-padded, as `SASRec.make_batches`.
+        """Shuffled (input_ids, labels) batches (b, L), left-padded, as `SASRec.make_batches`.
 
         A sequence longer than `max_len` + 1 is cut into windows so that every
         transition is a label once. The authors' code instead slides a window one item
         at a time past the first `max_len` items and labels only its last position
-        (more context per late label, more forward passes).
+        (more context per late label, more forward passes). With `trim` each batch keeps
+        only the columns from its longest window on (L <= max_len): the same loss, since
+        RPG's positions count from the first real item, at the cost of real items only
+        (on Beauty the mean training sequence is 6.9 items against windows of 50). Trimming
+        changes the floating-point order of the sums, so it is off by default until the
+        notebooks are re-run with it; `handbook.experiment` turns it on.
+
+        In a random batch one long window makes every row long (on Beauty trimming alone
+        keeps 97% of the columns). With `bucket` (implies `trim`) the shuffled windows are
+        sorted by length within chunks of 64 batches, cut into batches and the batches
+        shuffled: batches of alike lengths, in random order, but no longer i.i.d. samples.
         """
-        return SASRec.make_batches(
+        batches = SASRec.make_batches(
             train_sequences, max_len, batch_size, seed, windows=windows, shuffle=shuffle
         )
+        if bucket and batches:
+            inputs, labels = (torch.cat([b[i] for b in batches]) for i in (0, 1))
+            lengths = (inputs != 0).sum(dim=1)
+            chunk = 64 * batch_size
+            order = torch.cat([
+                part[torch.argsort(lengths[part], stable=True)]
+                for part in torch.arange(len(lengths)).split(chunk)
+            ])  # fmt: skip
+            batches = [(inputs[rows], labels[rows]) for rows in order.split(batch_size)]
+            permutation = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed))
+            batches = [batches[i] for i in permutation]
+        return [trim_left_padding(*batch) for batch in batches] if trim or bucket else batches
 
     # ------------------------------------------------------------------ inference
     def digit_log_probs(self, histories: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,9 @@ include_patterns += [f"notebooks/{name}.ipynb" for name in CHAPTERS]
 exclude_patterns = ["build", ".venv", "runs", "**/.ipynb_checkpoints"]
 
 nb_execution_mode = "off"
+# tqdm's saved progress-bar widgets would load the widget manager and require.js from a CDN
+# (console errors offline); without it a widget shows its saved plain-text form.
+nb_ipywidgets_js = {}
 # .py twins are jupytext copies of the .ipynb files; only the .ipynb (with outputs) are read.
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 myst_enable_extensions = ["dollarmath", "amsmath"]

@@ -32,7 +32,8 @@ from handbook.paths import repo_root
 pytestmark = pytest.mark.browser
 
 ROOT = repo_root()
-BOOK_CHAPTERS = ["00_overview", "01_data"]  # one with a figure, one with figures and equations
+# a figure; figures and equations; saved progress-bar widgets (which must not reach for a CDN)
+BOOK_CHAPTERS = ["00_overview", "01_data", "02_item_embeddings"]
 BOOK_PAGES = ["README.html", "notebooks/glossary.html", "docs/references.html"] + [
     f"notebooks/{name}.html" for name in BOOK_CHAPTERS
 ]
@@ -167,6 +168,9 @@ def test_book_page_loads_with_images_and_equations(browser: Any, book_url: str, 
     images = browser.execute_script(IMAGE_STATE)
     assert [i["src"] for i in images if not i["ok"]] == [], f"{page}: images that did not load"
     assert console_errors(browser) == [], f"{page}: console errors"
+    # the site works offline: everything the page fetched came from the site itself
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert [url for url in fetched if not url.startswith(book_url)] == [], f"{page}: fetched from elsewhere"
     if page == "notebooks/01_data.html":  # the checks above must have something to check
         assert math["formulas"] > 0 and len(images) > 0
 

@@ -47,20 +47,16 @@ SMALL = {
         "epochs": 1,
         "num_beams": 7,
         "n_edges": 10,
-        "tiger_epochs": 1,
-        "sasrec_epochs": 1,
     },
     "08_acerec": {
         "n_digits": 8,
         "n_latents": 2,
         "latent_sweep": [1, 2],
-        "ablations": ["no-intent", "mean-pooling"],
+        "ablations": ["RPG", "+ intent token", "merger mean"],
         "hidden": 32,
         "ffn": 64,
         "epochs": 1,
         "popularity_edges": [1, 50],
-        "tiger_epochs": 1,
-        "sasrec_epochs": 1,
     },
     "09_sweeps": {"sweep": "sweeps/matmul-throughput-smoke.yaml"},
     "10_efficiency": {
@@ -167,13 +163,16 @@ def check_07_rpg(metrics: dict) -> None:
 def check_08_acerec(metrics: dict) -> None:
     assert (metrics["n_digits"], metrics["n_latents"]) == (8, 2)
     assert set(metrics["compression_sweep"]) == {"1", "2"}
-    assert metrics["compression_sweep"]["1"]["compression m / r"] == 8
-    # the ablation arms asked for, the full model and RPG; nothing else
-    assert set(metrics["ablations"]) == {"ACERec r=2 (full)", "no-intent", "mean-pooling", "RPG (all three off)"}
+    assert metrics["compression_sweep"]["1"]["r = m / k"] == 8
+    # the ablation arms asked for and the full model ("+ ISA"); nothing else
+    assert set(metrics["ablations"]) == {"RPG", "+ intent token", "+ ISA", "merger mean"}
+    assert metrics["ablations"]["+ ISA"]["vs"] == "+ intent token"
     test = metrics["test"]
-    assert set(test) == {"most-popular", "SASRec", "TIGER (beam 10)", "RPG m=8", "ACERec r=2"}
-    for name, row in {**test, **metrics["ablations"]}.items():
+    assert set(test) == {"most-popular", "SASRec", "TIGER (beam 10)", "RPG", "ACERec"}
+    for name, row in test.items():
         assert 0 <= row["ndcg@5"] <= row["ndcg@10"] <= row["recall@10"] <= 1, name
+    for name, row in metrics["ablations"].items():
+        assert 0 <= row["ndcg@10"] <= row["recall@10"] <= 1, name
     assert test["most-popular"]["ndcg@10"] == pytest.approx(0.0224, abs=5e-4)
     # cold start: two edges make three buckets that together hold every test user
     for name, buckets in metrics["cold_start"].items():

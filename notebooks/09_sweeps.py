@@ -27,6 +27,7 @@
 # times with different parameters, and every run writes its numbers to its own `metrics.json`.
 #
 # Comes after `07_rpg` (whose SID-length sweep runs here at test size). Next: `10_efficiency`.
+# Terms (SID, NDCG@K, most-popular) are in the [glossary](glossary.md).
 
 # %% [markdown]
 # ## 0 · Setup
@@ -38,11 +39,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import papermill
+import torch
 
 from handbook import plotting
+from handbook.data import load_dataset, prepare
 from handbook.device import resolve_device
 from handbook.io import write_metrics
+from handbook.metrics import bootstrap_interval, ndcg_at_k, rank_all
+from handbook.models import MostPopular
 from handbook.paths import output_dir, repo_root, resolve
+from handbook.reading import MAX_ITEMS
 from handbook.sweep import (
     SweepError,
     load_sweep,
@@ -148,7 +154,16 @@ results[["run", *spec.name_keys, "status", "seconds"]].join(values).round(4)
 # ## 4 · Mean ± standard deviation over seeds
 #
 # `summarize` groups the runs by setting (every swept parameter but the seed) and gives each report
-# column's mean, its sample standard deviation over seeds and the number of successful runs `n`.
+# column's mean, its sample standard deviation over seeds and the number of successful runs `n`:
+# with $x_1, \dots, x_S$ one setting's values over $S$ seeds,
+#
+# $$ \bar x = \frac{1}{S} \sum_{s=1}^{S} x_s, \qquad
+#    \hat\sigma = \sqrt{\frac{1}{S-1} \sum_{s=1}^{S} (x_s - \bar x)^2 } . $$
+#
+# A test metric such as NDCG@10 is itself a mean over test users, so it carries two noises: that of
+# training (another seed, another model), which $\hat\sigma$ measures, and that of the test users
+# (another sample of users), which a bootstrap over users measures (notebook 06). Neither replaces
+# the other.
 # With two seeds the standard deviation is itself very uncertain; the full sweeps use three. A
 # difference between two settings is worth a sentence only when it is several standard deviations
 # wide.
@@ -165,6 +180,48 @@ summary.round(4)
 print(summary_markdown(summary, spec.report))
 
 # %% [markdown]
+# ### 4.1 The floor: most-popular on the same split
+#
+# Any recommender worth training should rank above *most-popular*, which scores every item by its
+# number of training interactions, $s(i) = |\{(u, t) : i_{u,t} = i\}|$, the same list for every
+# user. Notebooks 05-08 report it beside their models (`handbook.reading`), so each run of a sweep of
+# notebook 07 carries it in its `metrics.json`. It is computed again here on the same leave-one-out
+# split and history length (`MAX_ITEMS`), checked equal to the runs' own value, with a bootstrap
+# interval over the test users.
+
+# %% tags=["nbval-ignore-output"]
+popular_key = "test.most-popular.ndcg@10"  # what notebooks 05-08 write for most-popular
+popular = None
+if popular_key in results:
+    data = prepare(load_dataset("ml-100k"))  # the dataset of notebook 07 at its default
+    histories, targets = data.eval_arrays("test", MAX_ITEMS)
+    per_user = ndcg_at_k(rank_all(MostPopular().fit(data.train_sequences(), data.n_items).scores, histories, targets), 10)
+    low, high = bootstrap_interval(per_user, seed=0)
+    popular = float(per_user.mean())
+    np.testing.assert_allclose(results[popular_key].dropna().to_numpy(), popular, rtol=1e-6)  # the runs' split
+    print(f"most-popular NDCG@10 = {popular:.4f}, 95% interval over {len(per_user)} test users [{low:.4f}, {high:.4f}]")
+    ndcg_columns = [c for c in summary.columns if c.endswith("ndcg@10 mean")]
+    floor = summary[spec.setting_keys + ndcg_columns].set_index(spec.setting_keys)
+    display_floor = floor.assign(**{f"{c} - most-popular": floor[c] - popular for c in ndcg_columns})
+    print(display_floor.round(4).to_string())
+    print("every setting's mean below most-popular's interval:", bool((floor < low).all().all()))
+else:
+    print(f"no {popular_key!r} in this sweep's metrics: it does not train a recommender of notebooks 05-08")
+
+# %% [markdown]
+# **The smoke results lie below most-popular.** Most-popular scores 0.0224 (interval over the 943
+# test users [0.0159, 0.0289]); RPG's mean NDCG@10 is 0.0039 at m = 4 and 0.0081 at m = 8 with exact
+# scoring, 0.0027 and 0.0057 with graph decoding: every setting below the interval's lower end. The
+# reason is the smoke size, not RPG: each run trains a 32-wide RPG (`hidden: 32`, `ffn: 64`) for one
+# epoch (`epochs: 1`), where notebook 07 reads RPG at `hidden = 128` for `epochs = 8`; a model this
+# small and this briefly trained has not yet learned the popularity most-popular reads off the counts.
+# The smoke sweep checks the machinery (runs, skips, tables) in minutes; what the SID length does to
+# RPG is the question of the full `rpg-sid-length.yaml`, at the notebook's reading size. (The interval
+# is most-popular's over test users, not a paired interval with each run: that would need the runs'
+# per-user ranks.) Nor do the two lengths differ measurably: the seed spreads (0.0044 at m = 4) are as
+# wide as the gap.
+
+# %% [markdown]
 # Each bar is a setting's mean over seeds, the error bar one standard deviation, and the dots the
 # single runs: with this few seeds the dots say more than the bar.
 
@@ -173,7 +230,10 @@ metric = next(iter(spec.report))
 labels = [", ".join(f"{k}={v}" for k, v in zip(spec.setting_keys, row, strict=True)) or "all runs" for row in summary[spec.setting_keys].itertuples(index=False)]
 position = np.arange(len(summary))
 fig, ax = plotting.subplots(width=max(3.5, 1.2 * len(summary) + 1.5), height=3.2)
-ax.bar(position, summary[f"{metric} mean"], yerr=summary[f"{metric} std"].fillna(0), capsize=4, alpha=0.7)
+colour = plotting.model_colour(spec.notebook.stem.split("_", 1)[-1])  # RPG's colour for notebook 07
+ax.bar(position, summary[f"{metric} mean"], yerr=summary[f"{metric} std"].fillna(0), capsize=4, alpha=0.7, color=colour)
+if popular is not None and metric.endswith("ndcg@10"):
+    ax.axhline(popular, color=plotting.model_colour("most-popular"), linestyle="--", label="most-popular")
 runs_of = values.join(results[spec.setting_keys])
 for i, setting in enumerate(summary[spec.setting_keys].itertuples(index=False)):
     mine = runs_of[(runs_of[spec.setting_keys] == list(setting)).all(axis=1)]
@@ -181,7 +241,7 @@ for i, setting in enumerate(summary[spec.setting_keys].itertuples(index=False)):
 ax.set_xticks(position, labels)
 ax.set_ylabel(f"{metric}, mean ± std over seeds")
 ax.set_title(spec.name, fontsize=10)
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside the axes: never over the bars
 plt.show()
 
 # %% [markdown]
@@ -223,6 +283,57 @@ print(pd.DataFrame(rows).to_string(index=False))
 # 1. Set `seeds = [0, 1, 2]` and run the notebook again. How many runs execute, and how does the error bar change? *Hint:* the first two seeds are already finished.
 # 2. Write a sweep of your own: notebook 06 at smoke size with a grid over `width: [32, 64]`. *Hint:* `python -m handbook.sweep your.yaml --dry-run` checks the file and lists the runs before anything trains.
 # 3. Make every run fail: `device = "cuda"` on a machine without a GPU. Where does the error land, and what happens on the next run with `device = "auto"`? *Hint:* look at `error.txt` and `status.json` in a run's folder.
+
+# %% tags=["solution"]
+# Exercise 1: the seeds are the outer loop and finished runs are skipped, so only seed 2's runs are new.
+more = load_sweep(sweep_path, overrides={"device": device}, seeds=[0, 1, 2])
+finished = {run.name for run in spec.runs() if (out / spec.name / run.name / "metrics.json").exists()}
+new = [run.name for run in more.runs() if run.name not in finished]
+print(f"{len(more.runs())} runs in all, {len(new)} would execute: {new}")
+print("with 3 seeds the standard deviation has 2 degrees of freedom instead of 1: still a rough estimate")
+
+# %% tags=["solution"]
+# Exercise 2: a sweep of notebook 06 at smoke size over the tokenizer width; load_sweep checks it (the dry run).
+mine = out / "design-width-smoke.yaml"
+mine.write_text(
+    """notebook: notebooks/06_design_choices.ipynb
+description: GRID baseline at smoke size against the codes per level
+fixed: {arms: [baseline], max_items: 3, d_model: 32, d_ff: 64, epochs: 1, device: auto}
+grid:
+  width: [32, 64]
+seeds: [0, 1]
+report:
+  baseline: "test.baseline.ndcg@10 (constrained)"
+""",
+    encoding="utf-8",
+)
+mine_spec = load_sweep(mine)
+print(f"{mine_spec.name}: {len(mine_spec.runs())} runs:", [run.name for run in mine_spec.runs()])
+
+# %% tags=["solution"]
+# Exercise 3: the error lands in the run's error.txt and status.json; the sweep goes on with the next run.
+failing = load_sweep(repo_root() / "sweeps" / "matmul-throughput-smoke.yaml", overrides={"device": "cuda"}, seeds=[0])
+failing_out = out / "exercise-3"
+failed = run_sweep(failing, failing_out, workers=1) if not torch.cuda.is_available() else None
+if failed is not None:
+    folder = failing_out / failing.name / failing.runs()[0].name
+    print("status:", failed["status"].tolist())
+    print("files:", sorted(p.name for p in folder.iterdir()))
+    print("error.txt, last line:", (folder / "error.txt").read_text(encoding="utf-8").strip().splitlines()[-1][:160])
+else:
+    print("this machine has a GPU: device='cuda' succeeds here")
+
+# %% [markdown]
+# With `device = "auto"` the next run of the same sweep changes a fixed parameter, so every run
+# executes again and succeeds; with the same `device = "cuda"` only the failed runs are retried.
+#
+# ## References
+#
+# - Y. Hou et al. *Generating Long Semantic IDs in Parallel for Recommendation* (RPG), whose SID-length study the RPG sweep repeats (arXiv:2506.05781).
+# - C. Ju et al. *Generative Recommendation with Semantic IDs: A Practitioner's Handbook* (GRID), whose design-choice ablations `grid-design-choices.yaml` sweeps (arXiv:2507.22224).
+# - X. Bouthillier et al. *Accounting for Variance in Machine Learning Benchmarks* (seed noise versus data noise) (arXiv:2103.03098).
+# - B. Efron, R. Tibshirani. *An Introduction to the Bootstrap* (Chapman & Hall, 1993): the bootstrap interval over test users.
+# - papermill, the notebook runner: github.com/nteract/papermill.
 
 # %%
 metrics = {

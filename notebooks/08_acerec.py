@@ -151,7 +151,7 @@ print(f"{data.n_items} items, {data.n_users} users, SIDs of {n_digits} digits x 
 # ## 2 · The Attentive Token Merger, by hand
 #
 # Feeding every token to the transformer costs L·m positions for a history of L items (m = 32,
-# L = 50: 1,600); RPG's mean costs L positions but forgets which digit said what. The merger
+# L = 50: 1600, exercise 3); RPG's mean costs L positions but forgets which digit said what. The merger
 # keeps k latents per item, and its queries are made from the item's own content:
 #
 # $$s_i = f_s(E_i), \qquad Q_i = f_q(s_i) \in \mathbb{R}^{k \times D}, \qquad \tilde E_i = E_i + P,$$
@@ -417,8 +417,8 @@ print(f"per item: mean distance from uniform {float(distance.mean()):.3f}, from 
 # m / k digits; "mlp": a learned mixing of the digits, the same for every item; "conv": a
 # convolution with stride m / k). Each rung is compared with the rung below it, each variant
 # with the ATM, by the paired bootstrap interval of the per-user NDCG@10 difference over the
-# test users. The published column is v2's Toys table (arXiv:2602.13573, as
-# `handbook.experiment.ACEREC_PUBLISHED_ABLATIONS` records it): another dataset, m = 32, 5 seeds.
+# test users. The published column is v2's Toys table, as
+# `handbook.experiment.ACEREC_PUBLISHED_ABLATIONS` records it (arXiv:2602.13573): another dataset, m = 32, 5 seeds.
 
 # %% tags=["nbval-ignore-output"]
 for arm in ablations:
@@ -493,8 +493,8 @@ plt.show()
 # Every model on the same split and history length. ACERec and RPG score the catalogue exactly;
 # TIGER (the reading configuration's small TIGER) runs a constrained beam search of 10. The
 # last columns are the paired interval of ACERec minus each model. ACERec's published numbers
-# are on Amazon 2014 (arXiv:2602.13573, v1 and v2, as `handbook.experiment.ACEREC_PUBLISHED`
-# records them), printed below for scale, not for comparison with MovieLens.
+# are on Amazon 2014, v1 and v2, as `handbook.experiment.ACEREC_PUBLISHED`
+# records them (arXiv:2602.13573), printed below for scale, not for comparison with MovieLens.
 
 # %% tags=["nbval-ignore-output"]
 compared = [name for name in ["most-popular", "SASRec", "TIGER (beam 10)", "RPG", FULL] if name in ranks]
@@ -515,7 +515,7 @@ pd.DataFrame({f"{data_name} {version}": row for data_name, rows in ACEREC_PUBLIS
 # ## 10 · Cold start: quality by the target's training frequency
 #
 # Split the test users by how often their target occurs in the training sequences (the paper
-# buckets Amazon's test items at 0-5, 6-10, 11-15 and 16-20 interactions; MovieLens' 5-core has
+# buckets Amazon's test items at `[0,5], [6,10], [11,15], [16,20]` interactions; MovieLens' 5-core has
 # few such items, so the edges here are wider). An item seen rarely has an item-ID embedding
 # (SASRec) that barely moved from its random start, while a semantic-ID model describes it by
 # tokens that many items share. The last column is ACERec minus RPG in each bucket, with its
@@ -562,7 +562,7 @@ if "TIGER (beam 10)" in ranks:
 # - ACERec keeps RPG's long OPQ IDs, parallel digit heads and exact scoring, and replaces the mean of an item's m token embeddings by k latents from an Attentive Token Merger whose queries are made from the item's own summary ($Q = f_q(f_s(E))$, cross-attention over $E + P$, then $f_{out}$).
 # - After each item's latents sits an intent token, started from the item's summary; the block-causal mask lets one pass train every transition, and the last intent token predicts the next item.
 # - The loss is MTP over the m digits plus lambda times ISA, an in-batch InfoNCE between intent and next-item summary with a logQ correction for popularity; the score is token-only, the sum of the digits' log-probabilities, for the whole catalogue.
-# - On this small dataset and one seed, § 11 lists which rungs of the ladder, which merger variants and which compression ratios differ measurably; the paper's claims are about Amazon at m = 32 over 5 seeds.
+# - On this small dataset and one seed, the section before this summary lists which rungs of the ladder, which merger variants and which compression ratios differ measurably; the paper's claims are about Amazon at m = 32 over 5 seeds.
 #
 # ## Exercises
 #

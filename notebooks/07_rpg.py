@@ -429,9 +429,9 @@ plt.show()
 # > - **Sizes**: hidden 128, feed-forward 256 (RPG: 448 and 1024), 8 epochs at peak learning rate 3e-3
 # >   (RPG on Beauty: 1e-2, trained to convergence); the history is 5 items, the reading configuration
 # >   of 05-08, where RPG reads 50.
-# > - **Data and encoder**: MovieLens-100k (1,682 movies) with MiniLM (384 dimensions, all kept by the
+# > - **Data and encoder**: MovieLens-100k (1,349 items after filtering) with MiniLM (384 dimensions, all kept by the
 # >   whitening), where the paper uses Amazon reviews and text-embedding-3-large reduced to 512.
-# > - **Graph decoding** at reading size: 10 beams, 50 edges, 3 steps over 1,682 items; the authors'
+# > - **Graph decoding** at reading size: 10 beams, 50 edges, 3 steps over 1,349 items; the authors'
 # >   README runs Beauty (12k items) with 20 beams, 200 edges and 3 steps (Sports 100/30/5, Toys 200/20/3).
 # >   The graph here leaves the item itself out of its neighbours and adds the beam to the candidates,
 # >   which is the same walk.
@@ -441,7 +441,19 @@ plt.show()
 # %% [markdown]
 # ## 6 · What this run shows
 #
-# RESULTS
+# From the committed run (default parameters, seed 0, on a 2-core CPU shared with other jobs, so the
+# timings are slow):
+#
+# - **Collisions**: 18 colliding items at m = 32 with whitening and 18 without (50 at m = 8): the
+#   duplicated MovieLens texts. Whitening changes the codes, not the collisions.
+# - **SID length**: NDCG@10 .0274 at m = 8 and .0275 at m = 32, no gain from the longer SID at this
+#   size, for a much longer training.
+# - **Graph decoding** with 10 beams and 3 steps (.0280) matches exact scoring (.0275) while scoring 659
+#   of the 1,349 items per user; the paired interval of the difference just touches zero, so no
+#   measurable difference. 5 beams lose quality (.0199).
+# - **Against the baselines**: RPG m = 32 vs TIGER: no measurable difference (interval -0.0158 to
+#   0.0035); vs most-popular: no measurable difference (-0.0027 to 0.0134); SASRec (.0574) is better
+#   than RPG (interval -0.0413 to -0.0178 for RPG - SASRec), as in notebook 05.
 
 # %% [markdown]
 # ## Summary

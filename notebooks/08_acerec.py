@@ -556,7 +556,7 @@ if "TIGER (beam 10)" in ranks:
 #
 # From this run (defaults, seed 0, one seed; intervals are paired bootstrap 95% over test users):
 #
-# - **Ladder**: RPG .0201, + merger .0233, + intent token .0289, + ISA .0337, + reconstruction .0330 NDCG@10. Every step's interval includes zero: no single rung differs measurably from the one below it here. RPG and + merger score below most-popular (.0224 is most-popular; RPG is below it).
+# - **Ladder**: RPG .0201, + merger .0233, + intent token .0289, + ISA .0337, + reconstruction .0330 NDCG@10. Every step's interval includes zero: no single rung differs measurably from the one below it here. RPG (.0201) scores below most-popular (.0224).
 # - **ACERec against the others**: ACERec (.0337) beats RPG (+.0135, interval excludes 0) and most-popular (+.0113); no measurable difference from TIGER (.0339); SASRec (.0574) is better (-.0237, interval excludes 0).
 # - **Merger variants**: mean pooling of groups is measurably below the ATM (-.0040); conv shows no measurable difference.
 # - **Compression**: k = 1 (.0296) is measurably below k = 2; k = 4 (.0330) shows no measurable difference from k = 2.

@@ -338,7 +338,7 @@ ax.invert_yaxis()
 plt.show()
 
 # %% [markdown]
-# Which gaps are larger than the noise of the 943 test users? The 95% paired bootstrap interval of
+# Which gaps are larger than the noise of the 943 test users? The paired bootstrap interval (`confidence=0.95`) of
 # the per-user NDCG@10 difference (resampling users); a difference only when it excludes 0:
 
 # %% tags=["nbval-ignore-output"]

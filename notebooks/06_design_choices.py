@@ -242,7 +242,7 @@ baselines.metrics((5, 10)).round(4)
 #
 # Test split, full ranking, leave-one-out; a generative model ranks only the `beam_size` items it
 # decodes. Every comparison is paired over the same test users: with $\Delta_u$ the NDCG@10 of user
-# $u$ under one model minus the other's, the interval is the 95% percentile bootstrap of
+# $u$ under one model minus the other's, the interval is the percentile bootstrap (`confidence=0.95`) of
 # $\frac{1}{U}\sum_u \Delta_u$, resampling users. When it contains 0, this test set cannot tell the two
 # apart ("no measurable difference"). It measures the noise of the test users only; the noise of
 # training seeds comes on top (notebook 09 runs seeds).

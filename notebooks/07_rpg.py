@@ -102,8 +102,8 @@ dev = resolve_device(device)
 # **Whitening.** Before OPQ, RPG PCA-whitens the embeddings: with the training rows' mean $\mu$ and
 # covariance $U \Lambda U^\top$, an embedding becomes $\tilde x = \Lambda^{-1/2} U^\top (x - \mu)$, so every
 # principal direction has unit variance. Without it, the few high-variance directions dominate the
-# sub-vectors' distances and the low-variance ones barely move a code. RPG keeps 512 of
-# text-embedding-3-large's 3072 dimensions; the handbook keeps all 384 of MiniLM's. The tokenizer is
+# sub-vectors' distances and the low-variance ones barely move a code. RPG keeps `512` of
+# text-embedding-3-large's `3072` dimensions (published, RPG Sec. 4); the handbook keeps all 384 of MiniLM's. The tokenizer is
 # fitted on the items of the training sequences only, then encodes every item.
 
 # %% tags=["nbval-ignore-output"]
@@ -430,7 +430,7 @@ plt.show()
 # >   (RPG on Beauty: 1e-2, trained to convergence); the history is 5 items, the reading configuration
 # >   of 05-08, where RPG reads 50.
 # > - **Data and encoder**: MovieLens-100k (1,349 items after filtering) with MiniLM (384 dimensions, all kept by the
-# >   whitening), where the paper uses Amazon reviews and text-embedding-3-large reduced to 512.
+# >   whitening), where the paper uses Amazon reviews and text-embedding-3-large reduced to `512` (published).
 # > - **Graph decoding** at reading size: 10 beams, 50 edges, 3 steps over 1,349 items; the authors'
 # >   README runs Beauty (12k items) with 20 beams, 200 edges and 3 steps (Sports 100/30/5, Toys 200/20/3).
 # >   The graph here leaves the item itself out of its neighbours and adds the beam to the candidates,

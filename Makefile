@@ -16,7 +16,7 @@ PROFILE ?= paper
 # on a busy CPU (an OPQ fit: 134 s spinning, 7 s sleeping, on this 2-core machine under load).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-gpu test-browser book notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
+.PHONY: setup run test test-gpu test-browser book student notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,10 @@ sweep: setup
 test-browser: setup
 	$(BIN)/python -m pip install --quiet -e '.[book]' torch==2.13.0
 	$(BIN)/python -m pytest -p no:nbval -o addopts=-ra -m browser tests/test_browser.py $(PYTEST_ARGS)
+
+## Student copies in student/: no solution cells, no outputs, the by-hand mechanisms as TODOs with checks.
+student: setup
+	$(BIN)/python -m handbook.student --out student
 
 ## A static website of the committed, executed notebooks in build/book/ (never re-executes them).
 book: setup

@@ -47,6 +47,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); without it torch emulates
+    bf16, and a bf16 matmul runs tens of times slower than fp32 (`make bench` measures both)."""
+    check = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(fn() for fn in check if fn is not None)
+
+
 def device_name(device: torch.device) -> str:
     """A readable name of the device, e.g. "NVIDIA H100 80GB HBM3" or "cpu (AMD EPYC 7B13, 2 threads)"."""
     if device.type == "cuda":

@@ -13,6 +13,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from handbook.device import seed_everything
+from handbook.device import cpu_has_native_bf16, seed_everything
 from handbook.distributed import (
     init_distributed,
     loss_weight_fn,
@@ -83,10 +84,29 @@ def lr_lambda(step: int, *, total_steps: int, warmup_steps: int, schedule: Sched
 
 
 def _autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp`, or None where mixed precision is off (always off on CPU)."""
+    """The autocast dtype for `amp`, or None where mixed precision is off.
+
+    On a GPU: bf16 (True or "bf16"; fp16 where bf16 is unsupported) or fp16. On a CPU only bf16,
+    and only where the CPU computes it natively: elsewhere torch emulates bf16 far slower than
+    fp32 (`make bench` measures both), so it warns and stays in fp32. fp16 autocast on a CPU is never faster: it stays in fp32 too.
+    """
     if amp not in (False, None, True, "bf16", "fp16"):
         raise ValueError(f"amp must be False, True, 'bf16' or 'fp16', got {amp!r}")
-    if amp is False or amp is None or device.type != "cuda":
+    if amp is False or amp is None:
+        return None
+    if device.type == "cpu":
+        if amp == "fp16":
+            return None
+        if not cpu_has_native_bf16():
+            warnings.warn(
+                f"amp={amp!r}: this CPU has no native bf16 (AVX512-BF16 or AMX), where torch's emulated "
+                "bf16 is many times slower than fp32; training in fp32",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return torch.bfloat16
+    if device.type != "cuda":
         return None
     if amp is True or amp == "bf16":
         # bf16 needs no loss scaling; fall back to fp16 on GPUs without bf16 support.
@@ -183,7 +203,7 @@ def fit(
     evaluation are kept in memory, loaded into the model at the end and, when
     `checkpoint_dir` is given, saved there as `best.pt` beside `history.json`.
     Without `evaluate_fn` the last epoch counts as best. `amp` ("bf16", "fp16" or True)
-    applies to CUDA only. `schedule` needs the number of steps: from len() of the
+    is mixed precision on CUDA, and bf16 on a CPU with native bf16 (see `_autocast_dtype`). `schedule` needs the number of steps: from len() of the
     batches, or `steps_per_epoch` for iterables without one.
 
     Under torchrun (or an initialised process group) every rank must pass the same

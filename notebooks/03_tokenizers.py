@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handbook import plotting
+from handbook import checks, plotting
 from handbook.data import items_in_order, load_dataset, prepare
 from handbook.data.labels import item_labels, label_agreement, pairs_sharing, random_pairs
 from handbook.embed import embed_texts, item_texts
@@ -106,24 +106,40 @@ print("squared error left after each level:", np.round(errors, 4))
 # %% [markdown]
 # The package's `RKMeans` adds one step of GRID's: it L2-normalises each level's residual before
 # quantising it, $r_l \leftarrow r_l / \lVert r_l \rVert$ (a zero residual, an item alone in its
-# cell, stays zero). Encoding with its fitted codebooks, by hand
-# in numpy, gives the package's codes (compared by distance, so that an exact tie between two
-# centroids, where either code is right, could not fail the check):
+# cell, stays zero). Encoding with its fitted codebooks, by hand in numpy, gives the package's
+# codes. The check compares the distances to the chosen codes, level by level, so that an exact tie
+# between two centroids, where either code is right, does not fail it:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 rkmeans = RKMeans(n_levels=n_levels, width=width, seed=seed).fit(X)
-residual, hand_codes, hand_dist, package_dist = X.copy(), [], [], []
-package_codes = rkmeans.encode(X)
+package_codes = rkmeans.encode(X)  # (n, L)
+residual = X.copy()
+# BEGIN SOLUTION (defines: hand_codes, hand_dist)
+hand_codes, hand_dist = [], []  # per level: each item's nearest code, and its squared distance
 for level, book in enumerate(rkmeans.codebooks):
     # GRID's normalisation; an item its centroid reconstructed exactly keeps its zero residual
     residual = residual / np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
     distances = ((residual[:, None, :] - book[None]) ** 2).sum(-1)  # (n, W)
     hand_codes.append(distances.argmin(1))
     hand_dist.append(distances.min(1))
-    package_dist.append(distances[np.arange(len(X)), package_codes[:, level]])
+    residual = residual - book[hand_codes[-1]]
+hand_codes, hand_dist = np.stack(hand_codes, 1), np.stack(hand_dist, 1)  # (n, L) each
+# END SOLUTION
+
+# %% [markdown]
+# The check: the distance of each item's residual to its code, level by level, as the package's
+# codes give it, and the codes themselves (equal up to exact ties, reported as a share):
+
+# %%
+residual, package_dist = X.copy(), []
+for level, book in enumerate(rkmeans.codebooks):
+    residual = residual / np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
+    package_dist.append(((residual - book[package_codes[:, level]]) ** 2).sum(-1))
     residual = residual - book[package_codes[:, level]]
-torch.testing.assert_close(torch.tensor(np.stack(package_dist)), torch.tensor(np.stack(hand_dist)), rtol=1e-5, atol=1e-6)
-print(f"codes equal to the package's: {np.mean(np.stack(hand_codes, 1) == package_codes):.2%}")
+checks.close("hand_dist", hand_dist, np.stack(package_dist, 1), rtol=1e-5, atol=1e-6,
+             hint="at each level: normalise the residual, take the nearest code, subtract it")  # fmt: skip
+checks.computed(hand_codes=hand_codes, hint="an (n, L) array of each item's code per level")
+print(f"distances equal to the package's; codes equal: {np.mean(hand_codes == package_codes):.2%}")
 
 # %% [markdown]
 # Each level removes part of what is left: the error falls level by level.
@@ -254,9 +270,10 @@ plt.show()
 # $r_{l+1} = \mathrm{sg}(r_l - e_{l,c_l})$, so the commitment of level $l$ never moves earlier codes.
 # The forward of one batch of 8 real items through the fitted model, by hand:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 rqvae = tokenizers["RQ-VAE"]
 x = torch.from_numpy(X[:8])  # (8, 384)
+# BEGIN SOLUTION (defines: step_codes, z_hat, reconstruction, codebook_loss, commitment_loss, loss)
 z = rqvae.encoder(x)  # (8, 32)
 residual, z_hat, codebook_loss, commitment_loss, step_codes = z, torch.zeros_like(z), 0.0, 0.0, []
 for book in rqvae.quantizer.codebooks:  # (W, 32) per level
@@ -266,23 +283,28 @@ for book in rqvae.quantizer.codebooks:  # (W, 32) per level
     commitment_loss = commitment_loss + (residual - e.detach()).pow(2).sum(-1).mean()
     z_hat, residual = z_hat + e, (residual - e).detach()
     step_codes.append(code)
+step_codes = torch.stack(step_codes, 1)  # (8, L)
 straight_through = z + (z_hat - z).detach()
 reconstruction = (rqvae.decoder(straight_through) - x).pow(2).sum(-1).mean()
 loss = reconstruction + codebook_loss + rqvae.beta * commitment_loss
-print(f"reconstruction {reconstruction.item():.4f}, codebook {codebook_loss.item():.4f}, "
-      f"commitment {commitment_loss.item():.4f}, total {loss.item():.4f}")  # fmt: skip
+# END SOLUTION
 
 # %% [markdown]
 # The package computes the same terms (`RQVAE.losses`, the forward its training loop runs), and the
 # straight-through input equals the quantised latent in value:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 quantized, terms = rqvae.losses(x)
-assert torch.equal(quantized.codes, torch.stack(step_codes, 1))
-torch.testing.assert_close(quantized.straight_through, z_hat)
-for name, mine in [("reconstruction", reconstruction), ("codebook", codebook_loss), ("commitment", commitment_loss), ("loss", loss)]:
-    torch.testing.assert_close(terms[name], mine)
-print("RQVAE.losses equals the hand computation")
+checks.equal("step_codes", step_codes, quantized.codes, hint="the nearest code of each level's residual")
+checks.close("z_hat", z_hat, quantized.straight_through, hint="the sum of the chosen codes of every level")
+level_hint = "the sum over levels of ||r_l - e_l||^2, each a batch mean"
+checks.close("reconstruction", reconstruction, terms["reconstruction"], hint="squared L2 of decoder(z + sg(z_hat - z)) - x, batch mean")
+checks.close("codebook_loss", codebook_loss, terms["codebook"], hint=level_hint + ", with r_l detached")
+checks.close("commitment_loss", commitment_loss, terms["commitment"], hint=level_hint + ", with e_l detached")
+checks.close("loss", loss, terms["loss"], hint="reconstruction + codebook + beta * commitment")
+print("RQVAE.losses equals the hand computation:")
+print(f"reconstruction {reconstruction.item():.4f}, codebook {codebook_loss.item():.4f}, "
+      f"commitment {commitment_loss.item():.4f}, total {loss.item():.4f}")  # fmt: skip
 
 # %% [markdown]
 # ### 4.4 RQ-VAE's training curve

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handbook import diagrams, plotting
+from handbook import checks, diagrams, plotting
 from handbook.collisions import paper_collisions
 from handbook.data import items_in_order, load_dataset, prepare
 from handbook.decoding.beam import beam_search
@@ -238,6 +238,7 @@ def to_tokens(codes):  # digit j's code c is token N_SPECIAL_TOKENS + offset_j +
     return torch.tensor([[N_SPECIAL_TOKENS + table.offsets[j] + c for j, c in enumerate(codes)]], dtype=torch.long)
 
 
+# BEGIN SOLUTION (defines: by_hand)
 def beam_by_hand(step_fn, sids, beam_size):
     beams = [((), 0.0)]  # (codes so far, summed log-prob)
     for level, size in enumerate(sids.codebook_sizes):
@@ -252,9 +253,8 @@ def beam_by_hand(step_fn, sids, beam_size):
     return beams
 
 
-by_hand = beam_by_hand(step_fn, table, beam_size)
-for beam_codes, score in by_hand:
-    print(beam_codes, f"log-prob {score:.4f} -> item {table.lookup(np.array(beam_codes)) + 1}")
+by_hand = beam_by_hand(step_fn, table, beam_size)  # [(codes, log-prob)] best first
+# END SOLUTION
 
 # %% [markdown]
 # The package's `beam_search` does the same for a whole batch of users at once, with the trie as
@@ -262,8 +262,11 @@ for beam_codes, score in by_hand:
 
 # %%
 result = beam_search(step_fn, 1, table, beam_size, constrained=True)
-assert [tuple(c) for c in result.codes[0].tolist()] == [beam_codes for beam_codes, _ in by_hand]
-torch.testing.assert_close(result.scores[0], torch.tensor([score for _, score in by_hand]), rtol=1e-5, atol=1e-5)
+checks.computed(by_hand=by_hand, hint="at each digit: mask codes outside the trie, log-softmax over the rest, keep the best beams")
+checks.equal("the codes of by_hand", [codes for codes, _ in by_hand], result.codes[0].tolist())
+checks.close("the scores of by_hand", [score for _, score in by_hand], result.scores[0], rtol=1e-5, atol=1e-5)
+for beam_codes, score in by_hand:
+    print(beam_codes, f"log-prob {score:.4f} -> item {table.lookup(np.array(beam_codes)) + 1}")
 print("beam_search equals the hand-made search; items", result.items[0].tolist())
 
 # %% [markdown]

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handbook import diagrams, plotting
+from handbook import checks, diagrams, plotting
 from handbook.data import items_in_order, load_dataset, prepare, training_samples
 from handbook.decoding.beam import beam_search, generative_ranks
 from handbook.device import resolve_device, seed_everything
@@ -164,7 +164,8 @@ has_history = np.flatnonzero((train_histories > 0).any(axis=1))[:4]
 history, target = TIGER.make_batches(train_histories[has_history], train_targets[has_history], sids, 4, seed=0, shuffle=False)[0]
 print("history tokens", tuple(history.shape), "target tokens", tuple(target.shape))
 
-# %% tags=["nbval-ignore-output"]
+# %%
+# BEGIN SOLUTION (defines: loss_by_hand)
 # encoder input: token + digit-within-item + history-slot embeddings (learned absolute positions)
 digit, slot = history_positions(history.shape[1], sids.n_digits, max_items)  # (T,), (T,)
 x = tiger.embed.tokens(history) + tiger.embed.digits(digit) + tiger.embed.slots(slot)  # (B, T, D)
@@ -178,12 +179,14 @@ causal = torch.ones(sids.n_digits, sids.n_digits, dtype=torch.bool).tril()  # po
 h = tiger.decoder(y, causal, memory, keys[:, None, None, :])  # (B, m, D)
 logp = torch.log_softmax(h @ tiger.head.proj.weight.T, dim=-1)  # (B, m, |V|)
 loss_by_hand = -logp.gather(-1, target.unsqueeze(-1)).mean()
-print(f"loss by hand {loss_by_hand:.4f}   log|V| = log {sids.vocab_size} = {math.log(sids.vocab_size):.4f}")
+# END SOLUTION
 
-# %%
+# %% tags=["nbval-ignore-output"]
 with torch.no_grad():
-    torch.testing.assert_close(loss_by_hand, tiger.loss((history, target)))
+    checks.close("loss_by_hand", loss_by_hand, tiger.loss((history, target)),
+                 hint="encode the history, decode [BOS, c_1 .. c_m-1] causally, mean cross-entropy of the m target tokens")  # fmt: skip
 print("TIGER.loss equals the hand computation")
+print(f"loss by hand {loss_by_hand:.4f}   log|V| = log {sids.vocab_size} = {math.log(sids.vocab_size):.4f}")
 
 # %% [markdown]
 # ## 4 · Training TIGER
@@ -232,6 +235,7 @@ plt.show()
 user = 0
 with torch.no_grad():
     memory, keys = tiger.encode(tiger.history_tokens(test_histories[user : user + 1]))  # (1, S, D), (1, S)
+    # BEGIN SOLUTION (defines: beams, scores)
     beams, scores = [()], torch.zeros(1)
     for level, size in enumerate(sids.codebook_sizes):
         start = N_SPECIAL_TOKENS + int(sids.offsets[level])  # this digit's token range
@@ -243,8 +247,7 @@ with torch.no_grad():
         scores, index = candidates.topk(min(beam_size, int(torch.isfinite(candidates).sum())))
         beams = [beams[int(i) // size] + (int(i) % size,) for i in index]
         print(f"digit {level + 1}: {int(allowed.sum())} allowed (beam, code) pairs of {allowed.numel()}, kept {len(beams)}")
-hand_items = [int(sids.lookup(np.array(b))) + 1 for b in beams]
-print("items by hand:", hand_items)
+    # END SOLUTION
 
 # %% [markdown]
 # The package's `beam_search` does this for a batch of users at once, and TIGER's step function
@@ -255,10 +258,12 @@ print("items by hand:", hand_items)
 # %%
 with torch.no_grad():
     result = beam_search(tiger.beam_step(memory, keys), 1, sids, beam_size, constrained=True)
-assert [tuple(c) for c in result.codes[0].tolist()] == beams
-torch.testing.assert_close(result.scores[0], scores, rtol=1e-4, atol=1e-4)
+checks.equal("beams", beams, result.codes[0].tolist(), hint="mask the trie's invalid codes with -inf, log-softmax, keep the top beam_size of (beam, code)")
+checks.close("scores", scores, result.scores[0], rtol=1e-4, atol=1e-4, hint="the summed log-probabilities of each kept beam")
+hand_items = [int(sids.lookup(np.array(b))) + 1 for b in beams]
 recommended, _ = tiger.recommend(test_histories[user : user + 1], k=beam_size)
-assert recommended[0].tolist() == hand_items == result.items[0].tolist()
+checks.equal("the items of beams", hand_items, recommended[0].tolist())
+print("items by hand:", hand_items)
 print("beam_search and recommend equal the hand-made search")
 
 # %% [markdown]
@@ -276,17 +281,20 @@ print("beam_search and recommend equal the hand-made search")
 # %% tags=["nbval-ignore-output"]
 ranks, constrained_invalid = generative_ranks(tiger, test_histories, test_targets, beam_size=beam_size, constrained=True)
 print("ranks of the first 12 users:", ranks[:12].tolist())
+# BEGIN SOLUTION (defines: by_hand)
 by_hand = {}
 for k in (5, 10):
     hit = ranks < k
     by_hand[f"recall@{k}"] = hit.mean()
     by_hand[f"ndcg@{k}"] = np.where(hit, 1 / np.log2(ranks + 2.0), 0.0).mean()
-print({name: round(float(v), 4) for name, v in by_hand.items()})
+# END SOLUTION
 
 # %%
 package = summarize(ranks, (5, 10))
-for name, value in by_hand.items():
-    assert math.isclose(value, package[name], rel_tol=1e-12), name
+checks.computed(by_hand=by_hand, hint="a dict {'recall@5': ..., 'ndcg@5': ..., 'recall@10': ..., 'ndcg@10': ...}")
+for name in package:
+    checks.close(f"by_hand[{name!r}]", by_hand.get(name), package[name], rtol=1e-12, atol=0, hint="the equations above, with 0-based ranks")
+print({name: round(float(v), 4) for name, v in by_hand.items()})
 print("handbook.metrics.summarize equals the hand computation")
 
 # %% [markdown]

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from handbook import diagrams, plotting
+from handbook import checks, diagrams, plotting
 from handbook.data import items_in_order, load_dataset, prepare
 from handbook.decoding.graph import evaluate_graph, graph_decode, graph_rank_all
 from handbook.device import resolve_device, seed_everything
@@ -175,8 +175,10 @@ sids = tables[n_digits]
 item_ids = torch.tensor([1, 2, 3, 50, 100])  # item id i is row i - 1 of the SID table
 E = rpg.token_table()  # (m, W, D)
 digit_codes = torch.as_tensor(sids.codes[item_ids - 1]).long()  # (5, m)
+# BEGIN SOLUTION (defines: by_hand)
 by_hand = E[torch.arange(n_digits), digit_codes].mean(dim=1)  # (5, m, D) -> (5, D)
-torch.testing.assert_close(by_hand, rpg.item_embeddings(item_ids))
+# END SOLUTION
+checks.close("by_hand", by_hand, rpg.item_embeddings(item_ids), hint="E[j, c_j(i)] for each digit j, then the mean over digits")
 print(f"{len(item_ids)} items: mean of {n_digits} digit embeddings of size {hidden} = RPG.item_embeddings")
 
 # %% [markdown]
@@ -200,13 +202,16 @@ input_ids, labels = RPG.make_batches(train_sequences, max_items, 32, seed=seed)[
 mask = labels != 0  # labelled positions
 states = rpg.encode(input_ids)[mask]  # (M, D): the transformer's state at each labelled position
 W, b = rpg.heads.weight, rpg.heads.bias  # (m, D, D), (m, D)
+# BEGIN SOLUTION (defines: queries, loss_by_hand)
 queries = states[:, None, :] + F.silu(torch.einsum("md,jed->mje", states, W) + b)  # (M, m, D)
 targets = torch.as_tensor(sids.codes).long()[labels[mask] - 1]  # (M, m) codes of each label
 cosines = torch.einsum("Mjd,jwd->Mjw", F.normalize(queries, dim=-1), F.normalize(E, dim=-1))  # (M, m, W)
 logits = cosines / temperature
 loss_by_hand = -logits.log_softmax(dim=-1).gather(-1, targets[..., None]).mean()
-torch.testing.assert_close(loss_by_hand, mtp_loss(queries, E, targets, temperature))
-torch.testing.assert_close(loss_by_hand, rpg.loss((input_ids, labels)))
+# END SOLUTION
+checks.close("queries", queries, rpg.heads(states), hint="q_j = h + SiLU(W_j h + b_j), one per digit")
+checks.close("loss_by_hand", loss_by_hand, rpg.loss((input_ids, labels)), hint="cosines over the temperature, cross-entropy of each digit's code, mean over positions and digits")
+torch.testing.assert_close(loss_by_hand, mtp_loss(queries, E, targets, temperature))  # the package's function, on the same queries
 print(f"{int(mask.sum())} labelled positions x {n_digits} digits: MTP loss by hand = mtp_loss = RPG.loss")
 print(f"at initialisation it is {loss_by_hand:.2f} nats per digit; a uniform guess over {2**nbits} codes gives ln {2**nbits} = {np.log(2**nbits):.2f}")
 
@@ -263,8 +268,10 @@ with torch.no_grad():
     q = F.normalize(rpg.heads(h), dim=-1)  # (8, m, D): the m digit queries q_j of 2.2
     log_p = (torch.einsum("bjd,jwd->bjw", q, F.normalize(E, dim=-1)) / temperature).log_softmax(dim=-1)  # (8, m, W)
     all_codes = torch.as_tensor(sids.codes).long().to(dev)  # (n_items, m)
+    # BEGIN SOLUTION (defines: s_by_hand)
     s_by_hand = log_p[:, torch.arange(n_digits), all_codes].mean(dim=-1)  # (8, n_items, m) -> (8, n_items)
-    torch.testing.assert_close(s_by_hand, rpg.scores(histories)[:, 1:])  # column 0 is padding
+    # END SOLUTION
+    checks.close("s_by_hand", s_by_hand, rpg.scores(histories)[:, 1:], hint="gather log p_j(c_j(i)) for every item i, mean over digits")  # column 0 is padding
 print(f"scores of all {data.n_items} items for {len(histories)} users by hand = RPG.scores")
 
 # %% [markdown]
@@ -297,15 +304,18 @@ def top(indices, k):
 
 
 start = torch.randint(0, 12, (1, 3), generator=torch.Generator().manual_seed(seed))[0].tolist()  # S
+# BEGIN SOLUTION (defines: beam_0, candidates, beam_1)
 beam_0 = top(start, 3)  # B_0
 candidates = sorted(set(beam_0) | set(tiny_graph[beam_0].reshape(-1).tolist()))  # B_0 and N(B_0)
 beam_1 = top(candidates, 3)  # B_1
-print(f"start {start} -> B_0 {beam_0}; candidates {candidates} -> B_1 {beam_1}")
+# END SOLUTION
 
 result = graph_decode(tiny_log_p, tiny_codes, tiny_graph, num_beams=3, propagation_steps=1, seed=seed)
-assert (result.items[0] - 1).tolist() == beam_1  # item ids are index + 1
+checks.equal("beam_1", beam_1, (result.items[0] - 1).tolist(), hint="the best 3 of B_0 and its graph neighbours, as tiny-catalogue indices")  # item ids are index + 1
+checks.computed(beam_0=beam_0, candidates=candidates)
+checks.equal("the items visited, start and candidates", len(set(start) | set(candidates)), int(result.n_visited[0]))
 torch.testing.assert_close(result.scores[0], s[beam_1])
-assert int(result.n_visited[0]) == len(set(start) | set(candidates))
+print(f"start {start} -> B_0 {beam_0}; candidates {candidates} -> B_1 {beam_1}")
 print("graph_decode with propagation_steps=1 gives the same beam, scores and items visited")
 
 # %% [markdown]

@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from handbook import diagrams, plotting
+from handbook import checks, diagrams, plotting
 from handbook.data import items_in_order, load_dataset, prepare
 from handbook.device import resolve_device, seed_everything
 from handbook.embed import embed_texts, item_texts
@@ -196,6 +196,7 @@ def split_heads(x):
 # %%
 with torch.no_grad():
     E = demo.token_emb(demo.item_tokens[ids])  # (N, m, D) the digit-code embeddings of each item
+    # BEGIN SOLUTION (defines: s, Q, weights, Z)
     s = residual_mlp(demo.summary.mlp, E.mean(dim=1))  # (N, D) s = f_s(E)
     Q = (s @ atm.make_queries.weight.T + atm.make_queries.bias).view(len(ids), n_latents, hidden)  # (N, k, D)
     E_tilde = E + atm.positions  # (N, m, D)
@@ -203,9 +204,11 @@ with torch.no_grad():
     weights = torch.softmax(q @ key.transpose(-1, -2) / math.sqrt(hidden // n_heads), dim=-1)  # (N, H, k, m)
     A = (weights @ value).transpose(1, 2).reshape(len(ids), n_latents, hidden) @ atm.out.weight.T  # (N, k, D)
     Z = residual_mlp(atm.f_out, A)  # (N, k, D)
-    torch.testing.assert_close(s, demo.item_summaries(ids))
-    torch.testing.assert_close(weights, demo.merger_attention(ids))
-    torch.testing.assert_close(Z, demo.item_latents(ids))
+    # END SOLUTION
+    checks.close("s", s, demo.item_summaries(ids), hint="f_s: the residual MLP of the mean of the item's digit embeddings")
+    checks.computed(Q=Q, hint="k queries per item from s, by make_queries")
+    checks.close("weights", weights, demo.merger_attention(ids), hint="softmax over the m digits of q . k / sqrt(d_h), per head; keys from E + P")
+    checks.close("Z", Z, demo.item_latents(ids), hint="heads joined, the out projection, then f_out")
 print(f"E {tuple(E.shape)} -> s {tuple(s.shape)} -> Q {tuple(Q.shape)} -> attention {tuple(weights.shape)} -> Z {tuple(Z.shape)}: equal to the package")
 print("the queries differ between items:", bool((Q[0] - Q[1]).abs().max() > 0))
 
@@ -232,13 +235,15 @@ print(pd.DataFrame(weights[0, 0].numpy(), index=[f"Z{j + 1}" for j in range(n_la
 n_show = 3  # items in the drawn sequence
 per_block = n_latents + 1  # k latents and one intent token
 T = n_show * per_block
-by_hand = torch.zeros(T, T, dtype=torch.bool)
+# BEGIN SOLUTION (defines: by_hand)
+by_hand = torch.zeros(T, T, dtype=torch.bool)  # by_hand[query, key]: may the query attend to the key?
 for query in range(T):
     for key_pos in range(T):
         same_block, earlier_block = key_pos // per_block == query // per_block, key_pos // per_block < query // per_block
         key_is_intent = key_pos % per_block == n_latents
         by_hand[query, key_pos] = earlier_block or (same_block and (not key_is_intent or key_pos == query))
-assert torch.equal(by_hand, block_causal_mask(n_show, n_latents, intent_token=True))
+# END SOLUTION
+checks.equal("by_hand", by_hand, block_causal_mask(n_show, n_latents, intent_token=True), hint="the three rules above, position by position (query row, key column)")
 labels = [f"Z{t + 1}.{j + 1}" if j < n_latents else f"h{t + 1}" for t in range(n_show) for j in range(per_block)]
 print(f"{T} positions for {n_show} items; equal to block_causal_mask; row h3 sees {int(by_hand[-1].sum())} of {T}")
 
@@ -276,14 +281,17 @@ with torch.no_grad():
     states = demo.encode(input_ids)  # (B, L, D): the output at every intent token
     has_label = labels_ != 0
     h, targets = states[has_label], labels_[has_label]  # (M, D), (M,)
+    # BEGIN SOLUTION (defines: candidates, correction, isa_by_hand)
     candidates, positive = torch.unique(targets, return_inverse=True)  # distinct next items of the batch
     log_f = torch.as_tensor(item_counts, dtype=torch.float64).clamp(min=1).log()  # never trained: log 1 = 0
     correction = (beta * log_f / log_f[1:].max()).float()[candidates]  # (U,)
     logits = F.normalize(h, dim=-1) @ F.normalize(demo.item_summaries(candidates), dim=-1).T / tau_isa - correction
     isa_by_hand = F.cross_entropy(logits, positive)
+    # END SOLUTION
+    checks.computed(candidates=candidates, correction=correction, hint="the batch's distinct next items, and each one's logQ term")
+    checks.close("isa_by_hand", isa_by_hand, demo.isa_loss(h, targets), hint="cosine of h with the distinct next items' summaries over tau', minus the logQ term, cross-entropy")
     mtp = mtp_loss(demo.heads(h), demo.token_table(), demo.codes[targets - 1], temperature)
-    torch.testing.assert_close(isa_by_hand, demo.isa_loss(h, targets))
-    torch.testing.assert_close(mtp + isa_weight * isa_by_hand, demo.loss((input_ids, labels_)))
+    checks.close("MTP + lambda * isa_by_hand", mtp + isa_weight * isa_by_hand, demo.loss((input_ids, labels_)))
 print(f"{len(targets)} labelled transitions, {len(candidates)} distinct next items as ISA candidates: ISA and MTP + lambda * ISA equal to the package")
 
 # %% tags=["nbval-ignore-output"]
@@ -306,14 +314,16 @@ print(f"MTP {float(mtp):.3f} (log W = {math.log(2**nbits):.3f}), ISA {float(isa_
 # %%
 histories = torch.as_tensor(test_histories[:4])  # (B, L)
 with torch.no_grad():
+    # BEGIN SOLUTION (defines: score_by_hand)
     h_last = demo.encode(histories)[:, -1]  # (B, D) the last intent token
     queries = F.normalize(demo.heads(h_last), dim=-1)  # (B, m, D)
     digit_logits_ = torch.einsum("bmd,mwd->bmw", queries, F.normalize(demo.token_table(), dim=-1)) / temperature
     log_p = torch.log_softmax(digit_logits_, dim=-1)  # (B, m, W)
     per_digit = log_p[:, torch.arange(n_digits).unsqueeze(0), demo.codes]  # (B, n_items, m): log p_d(c_{j,d})
     score_by_hand = per_digit.sum(dim=-1)  # (B, n_items)
+    # END SOLUTION
     package = demo.scores(histories)  # (B, n_items + 1), column 0 the padding
-torch.testing.assert_close(score_by_hand, package[:, 1:], rtol=1e-5, atol=1e-4)
+checks.close("score_by_hand", score_by_hand, package[:, 1:], rtol=1e-5, atol=1e-4, hint="from the last intent token: each digit's log-softmax over its W codes, gathered at every item's code, summed")
 print(f"scores {tuple(package.shape)} for {data.n_items} items: equal to ACERec.scores; padding column -inf: {bool(torch.isinf(package[:, 0]).all())}")
 
 # %% [markdown]

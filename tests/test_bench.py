@@ -47,6 +47,7 @@ def tiny_config(**overrides) -> BenchConfig:
         "rpg_kwargs": RPG_TINY,
         "acerec_kwargs": {**RPG_TINY, "n_latents": 2},
         "threads": 1,  # tiny ops on a shared machine: one thread avoids oversubscription
+        "precision_matmul": [64, 16, 32],
     }
     return BenchConfig(**{**sizes, **overrides})
 
@@ -79,7 +80,7 @@ def test_results_file_holds_the_machine_config_and_records(results_and_path: tup
     assert "RSS" in machine["memory_measure"]
     # "auto" values are resolved before the run and saved as used
     assert loaded["config"]["batch_size"] == 3 and loaded["config"]["threads"] == 1
-    assert {r["kind"] for r in loaded["records"]} == {"inference", "uncached", "training", "build"}
+    assert {r["kind"] for r in loaded["records"]} == {"inference", "uncached", "training", "matmul", "build"}
     assert set(bench.load_results(path.parent)) == {"results-cpu"}
 
 
@@ -136,7 +137,7 @@ def test_throughput_and_latency_are_positive_and_consistent(results: dict) -> No
             assert r["users_per_s"] == pytest.approx(r["batch_size"] / r["batch_seconds"])
             assert r["latency_ms_per_user"] == pytest.approx(1000 * r["batch_seconds"] / r["batch_size"])
             assert r["peak_mem_mb"] >= 0 and r["held_mem_mb"] > 0
-        elif r["kind"] == "training":
+        elif r["kind"] == "training" and r["status"] != "skipped":  # skipped: bf16 without native bf16
             assert r["status"] == "ok" and r["steps"] == config["train_steps"] == len(r["times_s"])
             assert r["samples_per_s"] == pytest.approx(r["batch_size"] / r["step_seconds"])
             # TIGER predicts one item per row; RPG and ACERec label every history position
@@ -223,6 +224,8 @@ def test_rpg_exact_top_k_is_the_top_of_model_scores() -> None:
         ({"sid_lengths": [0]}, "sid_lengths"),
         ({"train_steps": 0}, "train_steps"),
         ({"max_call_s": 0}, "max_call_s"),
+        ({"train_precisions": ["fp8"]}, "train_precisions"),
+        ({"precision_matmul": [64, 16]}, "precision_matmul"),
         ({"methods": ["tiger_beam", "sasrec"]}, "methods"),
     ],
 )
@@ -257,6 +260,31 @@ def test_config_sizes_and_auto_values() -> None:
     cuda = full.resolved(torch.device("cuda"))
     assert cuda.batch_size == 256
     assert full.batch_size == "auto"  # resolved returns a copy
+
+
+def test_training_is_measured_in_fp32_and_bf16_where_the_cpu_has_bf16(results: dict) -> None:
+    matmul = {r["precision"]: r for r in results["records"] if r["kind"] == "matmul"}
+    assert set(matmul) == {"fp32", "bf16"} and all(r["gflops"] > 0 for r in matmul.values())
+    training = [r for r in results["records"] if r["kind"] == "training"]
+    assert {r["precision"] for r in training} == {"fp32", "bf16"}
+    assert all(r["status"] == "ok" for r in training if r["precision"] == "fp32")
+    table = bench.precision_table(results)
+    assert list(table.index.get_level_values("method").unique()) == ["acerec", "rpg", "tiger"]
+    bf16 = [r for r in training if r["precision"] == "bf16"]
+    if bench.training.cpu_has_native_bf16():
+        assert all(r["status"] == "ok" for r in bf16) and (table["bf16 speed-up"] > 0).all()
+    else:  # emulated bf16: skipped, with the measured matmul throughputs as the reason
+        assert all(r["status"] == "skipped" and "no native bf16" in r["reason"] for r in bf16)
+        assert table["bf16"].isna().all()
+
+
+def test_bf16_training_runs_under_autocast_where_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.training, "cpu_has_native_bf16", lambda: True)  # autocast runs anyway
+    config = tiny_config(methods=["rpg_exact"], catalogue_sizes=[200], sid_lengths=[4], train_sid_lengths=[4], train_methods=["rpg"])
+    results = bench.run_bench(config, device="cpu")
+    rows = {r["precision"]: r for r in results["records"] if r["kind"] == "training"}
+    assert rows["bf16"]["status"] == "ok" and rows["bf16"]["samples_per_s"] > 0
+    assert set(bench.precision_table(results).columns) == {"fp32", "bf16", "bf16 speed-up"}
 
 
 # ---------------------------------------------------------------------------- plots

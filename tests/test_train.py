@@ -132,3 +132,17 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     assert info["config"]["n_items"] == 12 and info["extra"] == {"note": "toy"}
     with pytest.raises(FileNotFoundError):
         load_checkpoint(other, tmp_path / "missing.pt")
+
+
+def test_cpu_amp_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from handbook import train
+
+    cpu = torch.device("cpu")
+    assert train._autocast_dtype(False, cpu) is None and train._autocast_dtype("fp16", cpu) is None
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    assert train._autocast_dtype("bf16", cpu) is torch.bfloat16 and train._autocast_dtype(True, cpu) is torch.bfloat16
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16.*training in fp32"):
+        assert train._autocast_dtype("bf16", cpu) is None
+    with pytest.raises(ValueError, match="amp must be"):
+        train._autocast_dtype("int8", cpu)

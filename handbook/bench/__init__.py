@@ -18,14 +18,17 @@ the weights' values) and at the papers' dimensions by default:
 * along three axes: catalogue size (10k, 100k, 1M items, every method), beam size
   (TIGER beams, graph-decoding beams) and SID length m (RPG and ACERec);
 * training throughput: samples (training rows) and targets (labelled next items) per
-  second of AdamW steps on `model.loss(batch)`, batches from the models' `make_batches`;
+  second of AdamW steps on `model.loss(batch)`, batches from the models' `make_batches`,
+  in fp32 and under bf16 autocast (`train_precisions`), after a matmul timed in both (on a
+  CPU without native bf16 the bf16 cells are skipped, the matmul saying why);
 * peak memory of each measurement, above what was held before it (model, catalogue,
   graph): `torch.cuda.max_memory_allocated` on CUDA; on CPU the peak resident set size
   polled every millisecond by a thread (psutil), after `malloc_trim` has given freed
   memory back, so an approximation that can miss very short peaks;
 * what is built once per catalogue, apart: the SID table with its trie and the item graph.
 
-Records have a `kind`: "inference", "uncached" (TIGER without its KV cache), "training", "build".
+Records have a `kind`: "inference", "uncached" (TIGER without its KV cache), "training" (with
+its `precision`), "matmul" (the fp32 / bf16 probe), "build".
 
 Catalogues are made by sampling codes uniformly at random per digit (`sample_codes`,
 seeded). Choices a reader should know about, because the package's defaults would not
@@ -82,6 +85,7 @@ from handbook.bench.report import (
     describe_machine,
     device_slug,
     kv_cache_table,
+    precision_table,
     load_results,
     machine_info,
     records_frame,
@@ -105,6 +109,7 @@ __all__ = [
     "device_slug",
     "exact_top_k",
     "kv_cache_table",
+    "precision_table",
     "load_results",
     "machine_info",
     "main",

@@ -9,7 +9,7 @@ from typing import Any
 
 import handbook.bench
 from handbook.bench.config import METHODS, BenchConfig, missing_cells
-from handbook.bench.report import write_results
+from handbook.bench.report import precision_table, write_results
 from handbook.bench.run import run_bench
 
 
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = missing_cells(results)
     skipped = sum(r["status"] != "ok" for r in results["records"])
     print(f"wrote {path} ({len(results['records'])} records, {skipped} skipped) in {results['seconds'] / 60:.1f} min")
+    if any(r["kind"] == "training" for r in results["records"]):
+        print("training samples per second by precision:")
+        print(precision_table(results).round(2).to_string())
     if missing:
         print(f"{len(missing)} requested cells have no record: {missing}", file=sys.stderr)
         return 1

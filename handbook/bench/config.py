@@ -45,6 +45,9 @@ class BenchConfig:
     train_sid_lengths: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     train_batch_size: int | str = "auto"  # rows per training step; "auto": 256 on CUDA, 32 otherwise
     train_steps: int = 2  # timed optimizer steps, after one warm-up step
+    train_precisions: list[str] = field(default_factory=lambda: ["fp32", "bf16"])  # bf16: autocast
+    # (n, k, m) of the matmul timed in each precision first: RPG's states (hidden 448) through its FFN
+    precision_matmul: list[int] = field(default_factory=lambda: [4096, 448, 1024])
     tiger_history: int = 20  # items of history (TIGER: 20)
     rpg_history: int = 50  # items of history (RPG, ACERec: 50)
     exact_graph_max_items: int = 10_000  # exact k-NN graph timed up to here, extrapolated above
@@ -71,6 +74,7 @@ class BenchConfig:
             "repeats": 3,
             "batch_repeats": 1,
             "train_sid_lengths": [32],
+            "train_precisions": ["fp32"],
         }
         return cls(**{**sizes, **overrides})
 
@@ -102,6 +106,9 @@ class BenchConfig:
         positive("repeats", [self.repeats])
         positive("batch_repeats", [self.batch_repeats])
         positive("train_steps", [self.train_steps])
+        positive("precision_matmul", self.precision_matmul)
+        if len(self.precision_matmul) != 3:
+            raise ValueError(f"precision_matmul must be three sizes (n, k, m), got {self.precision_matmul!r}")
         positive("tiger_history", [self.tiger_history])
         positive("rpg_history", [self.rpg_history])
         if self.threads is not None:
@@ -113,7 +120,7 @@ class BenchConfig:
                 positive(name, [value])
         if not self.max_call_s > 0:
             raise ValueError(f"max_call_s must be > 0 seconds, got {self.max_call_s!r}")
-        for name, allowed in (("methods", METHODS), ("train_methods", TRAIN_METHODS)):
+        for name, allowed in (("methods", METHODS), ("train_methods", TRAIN_METHODS), ("train_precisions", ("fp32", "bf16"))):
             unknown = [m for m in getattr(self, name) if m not in allowed]
             if unknown:
                 raise ValueError(f"{name} has unknown {unknown}: choose from {list(allowed)}")

@@ -78,7 +78,7 @@ def plot_overview(results: dict[str, Any], title: str | None = None):
 
 
 def plot_training(ax, results: dict[str, Any], quantity: str = "targets_per_s") -> None:
-    """Training `quantity` (targets_per_s or samples_per_s) against SID length, one line per model."""
+    """Training `quantity` (targets_per_s or samples_per_s) in fp32 against SID length, one line per model."""
     from handbook.plotting import PALETTE
 
     lengths = set()
@@ -87,7 +87,8 @@ def plot_training(ax, results: dict[str, Any], quantity: str = "targets_per_s") 
             (r["sid_length"], r[quantity])
             for r in results["records"]
             if r["kind"] == "training" and r["method"] == method and r["status"] == "ok"
-        )
+            and r.get("precision", "fp32") == "fp32"
+        )  # fmt: skip
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=METHOD_LABELS[method], color=PALETTE[i])
             lengths.update(p[0] for p in points)

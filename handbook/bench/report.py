@@ -18,7 +18,7 @@ from handbook.device import cpu_model
 from handbook.io import write_json_atomic
 from handbook.paths import resolve
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: training records carry a precision; "matmul" records
 METHOD_LABELS = {
     "tiger_beam": "TIGER beam search",
     "rpg_exact": "RPG exact scoring",
@@ -165,4 +165,23 @@ def kv_cache_table(results: dict[str, Any], quantity: str = "latency_ms_per_user
     table = pd.DataFrame({"KV cache": series("inference"), "no cache": series("uncached")})
     table["no cache / KV cache"] = table["no cache"] / table["KV cache"]
     table.index.name = "beam"
+    return table
+
+
+def precision_table(results: dict[str, Any]):
+    """Training samples/s per model and SID length in fp32 and bf16 autocast, and bf16's speed-up.
+
+    A precision that was not run (bf16 on a CPU without native bf16) shows NaN, and the matmul
+    records (kind "matmul") say why.
+    """
+    import pandas as pd
+
+    rows = [r for r in results["records"] if r["kind"] == "training"]
+    frame = pd.DataFrame(
+        [{"method": r["method"], "sid_length": r["sid_length"], "precision": r.get("precision", "fp32"),
+          "samples_per_s": r.get("samples_per_s")} for r in rows]  # fmt: skip
+    )
+    table = frame.pivot_table(index=["method", "sid_length"], columns="precision", values="samples_per_s", dropna=False)
+    if {"fp32", "bf16"} <= set(table.columns):
+        table["bf16 speed-up"] = table["bf16"] / table["fp32"]
     return table

@@ -29,6 +29,7 @@ import datetime
 import functools
 import json
 import math
+import os
 import platform
 import re
 import shlex
@@ -64,7 +65,7 @@ from handbook.distributed import (
 )
 from handbook.embed import DEFAULT_MODEL, embed_texts, item_texts
 from handbook.io import write_json_atomic
-from handbook.metrics import evaluate_model
+from handbook.metrics import bootstrap_interval, evaluate_model, ndcg_at_k
 from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
 from handbook.paths import cache_dir, repo_root
 from handbook.profiles import PROFILES, profile_overrides, results_name
@@ -461,7 +462,8 @@ class Recipe:
     model: Any
     batches: Callable[[int], list] | None  # epoch -> global batches; None: nothing to train
     steps_per_epoch: int
-    evaluate: Callable[[Any, str, tuple[int, ...]], dict[str, float]]  # (model, split, ks) -> metrics
+    # (model, split, ks, return_ranks=False) -> metrics, or (metrics, per-user ranks)
+    evaluate: Callable[..., Any]
     sids: SemanticIDs | None = None
     decoding: str = "exact"  # how `evaluate` ranks: "exact" (every item scored) or "beam"
 
@@ -478,8 +480,8 @@ def _most_popular(
     model = MostPopular().fit(prep.data.train_sequences(), prep.data.n_items)
     arrays = _split_arrays(prep.data, 1)  # the history is not read
 
-    def evaluate(m, split, ks):
-        return evaluate_model(m, *arrays[split], ks=ks, batch_size=config["eval_batch_size"])
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=config["eval_batch_size"], return_ranks=return_ranks)
 
     return Recipe(model, None, 0, evaluate)
 
@@ -496,8 +498,8 @@ def _sasrec(
     def batches(epoch: int):
         return SASRec.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch)
 
-    def evaluate(m, split, ks):
-        return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"])
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
     return Recipe(model, batches, len(batches(0)), evaluate)
 
@@ -535,8 +537,8 @@ def _tiger(
     def batches(epoch: int):
         return TIGER.make_batches(histories, targets, sids, c["batch_size"], seed=seed + epoch, users=user_of_sample)
 
-    def evaluate(m, split, ks):
-        return evaluate_generative(m, *arrays[split], ks=ks, beam_size=c["beam_size"], users=users, batch_size=c["eval_batch_size"])  # fmt: skip
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_generative(m, *arrays[split], ks=ks, beam_size=c["beam_size"], users=users, batch_size=c["eval_batch_size"], return_ranks=return_ranks)  # fmt: skip
 
     return Recipe(model, batches, math.ceil(len(targets) / c["batch_size"]), evaluate, sids, decoding="beam")
 
@@ -577,8 +579,8 @@ def _rpg_like(model_cls, extra: tuple[str, ...], item_counts: bool = False):
             # trimmed to each batch's longest window: the same loss without the padding's cost
             return model_cls.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch, trim=True, bucket=c["bucket"])
 
-        def evaluate(m, split, ks):
-            return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"])
+        def evaluate(m, split, ks, return_ranks=False):
+            return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
         return Recipe(model, batches, len(batches(0)), evaluate, sids)
 
@@ -679,7 +681,7 @@ def run_experiment(
 
     with torch.no_grad():
         valid = recipe.evaluate(recipe.model, "valid", (5, 10)) if run is None else run.best_metrics
-        test = recipe.evaluate(recipe.model, "test", (5, 10))
+        test, test_ranks = recipe.evaluate(recipe.model, "test", (5, 10), return_ranks=True)
         test_exact, decoding = None, recipe.decoding
         if config.get("graph_decoding"):  # the paper's decoding is the headline, exact scoring beside it
             graph = recipe.sids.knn_graph(
@@ -687,9 +689,10 @@ def run_experiment(
             )
             histories, targets = prep.data.eval_arrays("test", config["max_len"])
             test_exact, decoding = test, "graph"
-            test = evaluate_graph(
+            test, test_ranks = evaluate_graph(
                 recipe.model, histories, targets, graph, ks=(5, 10), num_beams=config["num_beams"],
                 propagation_steps=config["propagation_steps"], seed=seed, batch_size=config["eval_batch_size"],
+                return_ranks=True,
             )  # fmt: skip
     n_parameters = (
         sum(p.numel() for p in recipe.model.parameters())
@@ -730,8 +733,51 @@ def run_experiment(
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )
+    # the headline's per-user test ranks first, so a results file always has its ranks beside it
+    record["test_ranks_file"] = write_ranks(out / prep.slug / ranks_name(name, profile), test_ranks).name
     write_json_atomic(out / prep.slug / results_name(name, profile), record)
     return record
+
+
+def ranks_name(model: str, profile: str) -> str:
+    """File of a model's per-user test ranks, beside its results: `<model>[-<profile>].ranks.npy`."""
+    return results_name(model, profile).removesuffix(".json") + ".ranks.npy"
+
+
+def write_ranks(path: Path, ranks: np.ndarray) -> Path:
+    """Save per-user 0-based ranks (int32, users in the dataset's order) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(ranks, dtype=np.int32))
+    os.replace(tmp, path)
+    return path
+
+
+def paired_differences(
+    folder: str | Path, models: list[str], profile: str = "paper", k: int = 10, confidence: float = 0.95
+) -> pd.DataFrame:
+    """NDCG@k of each pair of models whose ranks are saved in `folder`, and the paired bootstrap
+    interval of their difference over the same test users (row minus column model).
+
+    A model without a ranks file (a results file written before ranks were saved) is left out.
+    """
+    ranks = {}
+    for model in models:
+        path = Path(folder) / ranks_name(model, profile)
+        if path.exists():
+            ranks[model] = np.load(path)
+    rows = []
+    names = list(ranks)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if ranks[a].shape != ranks[b].shape:
+                raise ValueError(f"{a} and {b} ranked different test users ({ranks[a].shape} vs {ranks[b].shape}) in {folder}")
+            diff = ndcg_at_k(ranks[a], k) - ndcg_at_k(ranks[b], k)
+            low, high = bootstrap_interval(diff, confidence=confidence)
+            rows.append({"model": a, "minus": b, f"ndcg@{k} difference": diff.mean(), "low": low, "high": high,
+                         "differs": bool(low > 0 or high < 0)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- command line
@@ -884,6 +930,10 @@ def main(argv: list[str] | None = None) -> int:
             with pd.option_context("display.width", 160, "display.max_columns", None):
                 print(f"\nTest split ({dataset_slug(args.dataset)}), results in {out / dataset_slug(args.dataset)}:")
                 print(summary_table(done).round(4).to_string())
+                pairs = paired_differences(out / dataset_slug(args.dataset), list(done), args.profile)
+                if len(pairs):
+                    print("\nPaired differences of test NDCG@10 (95% bootstrap over test users):")
+                    print(pairs.round(4).to_string(index=False))
         if failures:
             print(f"\n{len(failures)} model(s) failed: {', '.join(failures)}", file=sys.stderr)
             return 1

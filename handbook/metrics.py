@@ -252,11 +252,13 @@ def evaluate_model(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     exclude_history: bool = False,
-) -> dict[str, float]:
+    return_ranks: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Full-ranking metrics of any model with `.scores(histories) -> (B, n_items + 1)`.
 
     The device defaults to the model's own; an nn.Module is put in eval mode for the
-    call and its previous mode is restored afterwards.
+    call and its previous mode is restored afterwards. `return_ranks`: also return each
+    user's 0-based rank of the target, for paired comparisons between models.
     """
     device = _model_device(model) if device is None else torch.device(device)
     was_training = isinstance(model, torch.nn.Module) and model.training
@@ -274,4 +276,4 @@ def evaluate_model(
     finally:
         if was_training:
             model.train()  # type: ignore[union-attr]
-    return summarize(ranks, ks)
+    return (summarize(ranks, ks), ranks) if return_ranks else summarize(ranks, ks)

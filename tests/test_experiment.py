@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import numpy as np
 
 import pytest
 import torch
 
 from handbook import experiment
 from handbook.device import cpu_model
+from handbook.metrics import summarize
 from handbook.experiment import (
     CONFIGS,
     dataset_slug,
@@ -61,7 +63,12 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
     path = tmp_path / "ml-100k" / f"{model}.json"
     saved = json.loads(path.read_text())
     assert saved["test"] == record["test"] and saved["config"] == record["config"]
-    assert [p.name for p in path.parent.iterdir()] == [f"{model}.json"]  # no temporary left
+    # no temporary left; the per-user test ranks beside the results, and they give its metrics
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{model}.json", f"{model}.ranks.npy"]
+    assert saved["test_ranks_file"] == f"{model}.ranks.npy"
+    ranks = np.load(path.parent / saved["test_ranks_file"])
+    assert ranks.shape == (943,) and ranks.dtype == np.int32
+    assert summarize(ranks, (5, 10)).items() <= saved["test"].items()
     check_metrics(saved["test"])
     check_metrics(saved["validation"]["best"])
     assert saved["status"] == "ok" and saved["model"] == model and saved["dataset"] == "ml-100k"
@@ -149,7 +156,7 @@ def test_failing_model_is_reported_and_others_run(tmp_path, capsys) -> None:
     check_metrics(json.loads((out / "ml-100k" / "most-popular.json").read_text())["test"])
     # the failed model wrote nothing: its earlier result is intact and no temporary is left
     assert earlier.read_text() == '{"from": "an earlier run"}\n'
-    assert sorted(p.name for p in earlier.parent.iterdir()) == ["most-popular.json", "rpg.json"]
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["most-popular.json", "most-popular.ranks.npy", "rpg.json"]
 
     records, failures = experiment.run_all("ml-100k", ["rpg", "most-popular"], {"n_digits": 5}, out_dir=out, device="cpu")
     assert list(failures) == ["rpg"] and "ValueError" in failures["rpg"]
@@ -218,6 +225,17 @@ def test_rpg_graph_decoding_settings_are_the_readme_commands() -> None:
         assert (c["num_beams"], c["n_edges"], c["propagation_steps"], c["n_digits"], c["lr"]) == expected
         assert c["graph_decoding"] and c["whiten"]
     assert make_config("acerec", "amazon2014:Beauty")["whiten"]  # ACERec keeps RPG's tokenizer
+
+
+def test_paired_differences_read_the_saved_ranks(tmp_path) -> None:
+    folder = tmp_path / "ml-100k"
+    for model, ranks in {"a": [0, 0, 5, 20], "b": [20, 20, 5, 20], "c": [0, 0, 5, 20]}.items():
+        experiment.write_ranks(folder / experiment.ranks_name(model, "cpu"), np.array(ranks))
+    table = experiment.paired_differences(folder, ["a", "b", "c", "not-run"], "cpu").set_index(["model", "minus"])
+    assert list(table.index) == [("a", "b"), ("a", "c"), ("b", "c")]  # a model without ranks is left out
+    assert table.loc[("a", "b"), "ndcg@10 difference"] == pytest.approx(0.5)  # two users at rank 0 instead of 20
+    assert table.loc[("a", "c"), "ndcg@10 difference"] == 0 and not table.loc[("a", "c"), "differs"]
+    assert not list(folder.glob(".*.tmp"))
 
 
 def test_rpg_headline_is_graph_decoded_with_exact_scoring_beside_it(tmp_path) -> None:

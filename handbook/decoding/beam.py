@@ -169,10 +169,12 @@ def evaluate_generative(
     constrained: bool = True,
     users: np.ndarray | torch.Tensor | None = None,
     batch_size: int = 256,
-) -> dict[str, float]:
+    return_ranks: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Recall@K / NDCG@K of a model's beam-search top list, plus "invalid_share" of its beams.
 
     `beam_size` defaults to max(ks); metrics at k > beam_size are not defined for a top list.
+    `return_ranks`: also return the per-user ranks (`beam_size` where not decoded).
     """
     ks = tuple(ks)
     beam_size = max(ks) if beam_size is None else beam_size
@@ -189,4 +191,4 @@ def evaluate_generative(
     )
     metrics = summarize(ranks, ks)
     metrics["invalid_share"] = invalid_share
-    return metrics
+    return (metrics, ranks) if return_ranks else metrics

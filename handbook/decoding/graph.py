@@ -225,8 +225,12 @@ def evaluate_graph(
     propagation_steps: int = 3,
     seed: int = 0,
     batch_size: int = 256,
-) -> dict[str, float]:
-    """Recall@K / NDCG@K of an RPG model under graph decoding, plus "visited" (mean items scored per user)."""
+    return_ranks: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """Recall@K / NDCG@K of an RPG model under graph decoding, plus "visited" (mean items scored per user).
+
+    `return_ranks`: also return the per-user ranks (n_items where the walk never reached the target).
+    """
     if not hasattr(model, "digit_log_probs") or not hasattr(model, "codes"):
         raise TypeError("evaluate_graph needs an RPG-like model with .digit_log_probs and .codes")
     device = next(model.parameters()).device
@@ -247,4 +251,5 @@ def evaluate_graph(
         )
     finally:
         model.train(was_training)
-    return {**summarize(ranks, ks), "visited": float(visited.mean())}
+    metrics = {**summarize(ranks, ks), "visited": float(visited.mean())}
+    return (metrics, ranks) if return_ranks else metrics

@@ -827,6 +827,20 @@ def summary_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def print_comparison(folder: Path, records: dict[str, dict[str, Any]], profile: str) -> None:
+    """The summary table of `records` (results in `folder`), then the paired intervals of their ranks."""
+    with pd.option_context("display.width", 160, "display.max_columns", None):
+        print(f"\nTest split, profile {profile}, results in {folder}:")
+        print(summary_table(records).round(4).to_string())
+        pairs = paired_differences(folder, list(records), profile)
+        if len(pairs):
+            print("\nPaired differences of test NDCG@10 (row model minus `minus`; 95% bootstrap over test users):")
+            print(pairs.round(4).to_string(index=False))
+        unranked = [m for m in records if not (folder / ranks_name(m, profile)).exists()]
+        if unranked:
+            print(f"(no per-user ranks saved for {', '.join(unranked)}: results written before ranks were kept)")
+
+
 def run_all(
     dataset: str,
     models: list[str],
@@ -902,8 +916,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print each model's steps, FLOPs and projected time; train nothing")
     parser.add_argument("--tflops", type=float, default=None,
                         help="effective 6NT TFLOP/s for --dry-run (default: DRY_RUN_TFLOPS, gpu or cpu by --profile)")  # fmt: skip
+    parser.add_argument("--compare", action="store_true",
+                        help="train nothing: print the saved results of --models and --profile, with paired intervals")  # fmt: skip
     parser.add_argument("-o", "--override", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else repo_root() / "results"
+    if args.compare:
+        folder = out / dataset_slug(args.dataset)
+        saved = {m: folder / results_name(m, args.profile) for m in args.models.split(",") if m.strip()}
+        records = {m: json.loads(path.read_text()) for m, path in saved.items() if path.exists()}
+        if not records:
+            parser.error(f"no results of {', '.join(saved)} at profile {args.profile!r} in {folder}: run make reproduce first")
+        print_comparison(folder, records, args.profile)
+        return 0
 
     try:
         models = [_check_model(m) for m in args.models.split(",") if m.strip()]
@@ -926,14 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         done = {name: r for name, r in records.items() if "test" in r}
         if done:
-            out = args.out if args.out is not None else repo_root() / "results"
-            with pd.option_context("display.width", 160, "display.max_columns", None):
-                print(f"\nTest split ({dataset_slug(args.dataset)}), results in {out / dataset_slug(args.dataset)}:")
-                print(summary_table(done).round(4).to_string())
-                pairs = paired_differences(out / dataset_slug(args.dataset), list(done), args.profile)
-                if len(pairs):
-                    print("\nPaired differences of test NDCG@10 (95% bootstrap over test users):")
-                    print(pairs.round(4).to_string(index=False))
+            print_comparison(out / dataset_slug(args.dataset), done, args.profile)
         if failures:
             print(f"\n{len(failures)} model(s) failed: {', '.join(failures)}", file=sys.stderr)
             return 1

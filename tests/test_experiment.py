@@ -249,3 +249,16 @@ def test_rpg_headline_is_graph_decoded_with_exact_scoring_beside_it(tmp_path) ->
     assert table.loc["rpg", "decoding"] == "graph"
     assert table.loc["rpg", "ndcg@10"] == graph["test"]["ndcg@10"]
     assert table.loc["rpg", "exact ndcg@10"] == exact["test"]["ndcg@10"]
+
+
+def test_compare_prints_saved_results_and_their_paired_intervals(tmp_path, capsys) -> None:
+    out = tmp_path / "results"
+    assert main(["ml-100k", "--models", "most-popular", "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["ml-100k", "--models", "most-popular,sasrec", "--out", str(out), "--compare"]) == 0
+    printed = capsys.readouterr().out
+    assert "most-popular" in printed and "sasrec" not in printed  # sasrec never ran: left out
+    assert "no per-user ranks" not in printed  # most-popular's ranks are saved beside its results
+    with pytest.raises(SystemExit):
+        main(["ml-100k", "--models", "sasrec", "--out", str(out), "--compare"])
+    assert "no results of sasrec at profile 'paper'" in capsys.readouterr().err

@@ -16,7 +16,7 @@ PROFILE ?= paper
 # on a busy CPU (an OPQ fit: 134 s spinning, 7 s sleeping, on this 2-core machine under load).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test test-gpu test-browser book student notebooks sweep bench reproduce reproduce-plan download sync lab lint clean
+.PHONY: setup run test test-gpu test-browser book student notebooks sweep bench reproduce reproduce-plan gpu-bundle download sync lab lint clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,19 @@ reproduce: setup
 reproduce-plan: setup
 	@test -n "$(DATASET)" || { echo "usage: make reproduce-plan DATASET=<folder> [PROFILE=paper|cpu|gpu]"; exit 2; }
 	$(BIN)/python -m handbook.experiment $(DATASET) --profile $(PROFILE) --dry-run $(ARGS)
+
+## What one GPU rental needs for make reproduce PROFILE=gpu, in the git-ignored .gpu/ (about 45 MB for
+## Beauty): faiss-cpu's wheel for the GPU image's Python 3.12, the dataset and its item embeddings.
+## Then, on the GPU: bash gpu/reproduce.sh (carrying .gpu).
+FAISS_WHEEL ?= faiss-cpu==1.15.1
+gpu-bundle: setup
+	@test -n "$(DATASET)" || { echo "usage: make gpu-bundle DATASET=<dataset folder>"; exit 2; }
+	rm -rf .gpu && mkdir -p .gpu/data .gpu/embeddings .gpu/wheels
+	cp -r $(DATASET) .gpu/data/ && chmod -R u+w .gpu/data
+	$(BIN)/python -m handbook.embed $(DATASET) --device cpu --copy-to .gpu/embeddings
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/wheels $(FAISS_WHEEL)
+	du -sh .gpu
 
 ## The Amazon 2014 5-core files of one category into data/amazon2014/<Category>: make download CATEGORY=Beauty
 download: setup

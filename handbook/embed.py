@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", help="also save the vectors (row i = item id i + 1) to this .npy file"
     )
+    parser.add_argument(
+        "--copy-to", help="also save them under their cache name in this folder (to carry the cache elsewhere)"
+    )
     args = parser.parse_args(argv)
 
     ds = load_dataset(args.dataset)
@@ -364,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.out:
         _save_npy_atomic(Path(args.out), vectors)
+    if args.copy_to:  # the same file name: another checkout's .cache/embeddings finds it
+        _save_npy_atomic(cache_path(texts, args.model, args.copy_to), vectors)
     return 0
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 # (rtol, atol) of torch.testing.assert_close per dtype; integers compare as float64.
 DEFAULT_TOLERANCES = {
     torch.float16: (1e-3, 1e-5),

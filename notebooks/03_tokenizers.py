@@ -116,7 +116,7 @@ package_codes = rkmeans.encode(X)  # (n, L)
 residual = X.copy()
 # BEGIN SOLUTION (defines: hand_codes, hand_dist)
 hand_codes, hand_dist = [], []  # per level: each item's nearest code, and its squared distance
-for level, book in enumerate(rkmeans.codebooks):
+for book in rkmeans.codebooks:
     # GRID's normalisation; an item its centroid reconstructed exactly keeps its zero residual
     residual = residual / np.maximum(np.linalg.norm(residual, axis=1, keepdims=True), 1e-12)
     distances = ((residual[:, None, :] - book[None]) ** 2).sum(-1)  # (n, W)

@@ -49,7 +49,14 @@ from handbook.device import resolve_device, seed_everything
 from handbook.embed import embed_texts, item_texts
 from handbook.experiment import ACEREC_PUBLISHED, ACEREC_PUBLISHED_ABLATIONS
 from handbook.io import write_metrics
-from handbook.metrics import bootstrap_interval, metrics_by_group, per_user_metrics, popularity_buckets, rank_all, summarize
+from handbook.metrics import (
+    bootstrap_interval,
+    metrics_by_group,
+    per_user_metrics,
+    popularity_buckets,
+    rank_all,
+    summarize,
+)
 from handbook.models import RPG, ACERec
 from handbook.models.acerec import block_causal_mask
 from handbook.models.rpg import mtp_loss

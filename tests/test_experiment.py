@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import numpy as np
 
+import numpy as np
 import pytest
 import torch
 
 from handbook import experiment
 from handbook.device import cpu_model
-from handbook.metrics import summarize
 from handbook.experiment import (
     CONFIGS,
     dataset_slug,
@@ -20,6 +19,7 @@ from handbook.experiment import (
     run_experiment,
     summary_table,
 )
+from handbook.metrics import summarize
 
 # Tiny sizes: each model trains one epoch in seconds on a CPU core.
 TINY = {

@@ -85,9 +85,9 @@ from handbook.bench.report import (
     describe_machine,
     device_slug,
     kv_cache_table,
-    precision_table,
     load_results,
     machine_info,
+    precision_table,
     records_frame,
     write_results,
 )

@@ -181,7 +181,7 @@ def precision_table(results: dict[str, Any]):
         [{"method": r["method"], "sid_length": r["sid_length"], "precision": r.get("precision", "fp32"),
           "samples_per_s": r.get("samples_per_s")} for r in rows]  # fmt: skip
     )
-    table = frame.pivot_table(index=["method", "sid_length"], columns="precision", values="samples_per_s", dropna=False)
+    table = frame.set_index(["method", "sid_length", "precision"])["samples_per_s"].unstack("precision")
     if {"fp32", "bf16"} <= set(table.columns):
         table["bf16 speed-up"] = table["bf16"] / table["fp32"]
     return table

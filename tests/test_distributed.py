@@ -183,7 +183,8 @@ def test_experiment_under_torchrun_writes_once(tmp_path) -> None:
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "ml-100k").iterdir()) == ["most-popular.json", "sasrec.json"]
+    written = sorted(p.name for p in (tmp_path / "ml-100k").iterdir())
+    assert written == ["most-popular.json", "most-popular.ranks.npy", "sasrec.json", "sasrec.ranks.npy"]
     ddp = json.loads((tmp_path / "ml-100k" / "sasrec.json").read_text())
     assert ddp["world_size"] == 2 and ddp["command"].startswith("torchrun --nproc_per_node=2 ")
 

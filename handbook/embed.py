@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import string
-import tempfile
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from handbook.io import write_npy_atomic
 
 if TYPE_CHECKING:  # sentence-transformers takes seconds to import: only on a cache miss
     from sentence_transformers import SentenceTransformer
@@ -219,19 +220,6 @@ def cache_path(
     return Path(cache_dir) / f"{_sanitise(key)}-n{len(texts)}-{digest[:20]}.npy"
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_cached(path: Path, n: int) -> np.ndarray | None:
     """The cached array if it is present, readable and of the expected length; else None."""
     if not path.exists():
@@ -286,7 +274,7 @@ def embed_texts(
     # Normalize layer, and downstream code treats dot products as cosines.
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     if path is not None:
-        _save_npy_atomic(path, vectors)
+        write_npy_atomic(path, vectors)
     return vectors
 
 
@@ -366,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         f"device {args.device})"
     )
     if args.out:
-        _save_npy_atomic(Path(args.out), vectors)
+        write_npy_atomic(Path(args.out), vectors)
     if args.copy_to:  # the same file name: another checkout's .cache/embeddings finds it
-        _save_npy_atomic(cache_path(texts, args.model, args.copy_to), vectors)
+        write_npy_atomic(cache_path(texts, args.model, args.copy_to), vectors)
     return 0
 
 

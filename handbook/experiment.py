@@ -29,7 +29,6 @@ import datetime
 import functools
 import json
 import math
-import os
 import platform
 import re
 import shlex
@@ -64,7 +63,7 @@ from handbook.distributed import (
     shutdown,
 )
 from handbook.embed import DEFAULT_MODEL, embed_texts, item_texts
-from handbook.io import write_json_atomic
+from handbook.io import write_json_atomic, write_npy_atomic
 from handbook.metrics import bootstrap_interval, evaluate_model, ndcg_at_k
 from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
 from handbook.paths import cache_dir, repo_root
@@ -746,12 +745,7 @@ def ranks_name(model: str, profile: str) -> str:
 
 def write_ranks(path: Path, ranks: np.ndarray) -> Path:
     """Save per-user 0-based ranks (int32, users in the dataset's order) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, np.asarray(ranks, dtype=np.int32))
-    os.replace(tmp, path)
-    return path
+    return write_npy_atomic(path, np.asarray(ranks, dtype=np.int32))
 
 
 def paired_differences(

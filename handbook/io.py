@@ -35,6 +35,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def write_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """np.save to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON, atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_to_builtin) + "\n")

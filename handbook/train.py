@@ -35,7 +35,8 @@ from handbook.distributed import (
 from handbook.io import write_json_atomic
 
 Batches = Iterable[Any] | Callable[[int], Iterable[Any]]
-Schedule = Literal["cosine", "constant", "linear"]
+Schedule = Literal["cosine", "constant", "linear", "inverse_sqrt"]
+Optimizer = Literal["adamw", "adam"]
 
 
 @dataclass
@@ -70,7 +71,14 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 
 
 def lr_lambda(step: int, *, total_steps: int, warmup_steps: int, schedule: Schedule) -> float:
-    """LR multiplier at optimizer step `step`: linear warm-up, then constant, linear or cosine decay to 0."""
+    """LR multiplier at optimizer step `step`: linear warm-up, then constant, linear or cosine decay to 0.
+
+    "inverse_sqrt" is T5's rsqrt schedule, which TIGER trains with (lr 0.01 "for the first 10k
+    steps and then an inverse square root decay"): the peak is held, not ramped, for the first
+    `warmup_steps` steps, then decays as sqrt(warmup_steps / step).
+    """
+    if schedule == "inverse_sqrt":
+        return math.sqrt(max(1, warmup_steps) / max(step + 1, warmup_steps, 1))
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
@@ -80,7 +88,17 @@ def lr_lambda(step: int, *, total_steps: int, warmup_steps: int, schedule: Sched
         return 1.0 - progress
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"schedule must be 'cosine', 'constant' or 'linear', got {schedule!r}")
+    raise ValueError(f"schedule must be 'cosine', 'constant', 'linear' or 'inverse_sqrt', got {schedule!r}")
+
+
+def _optimizer(name: Optimizer, parameters: Any, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (decay applied to the weights, apart from the gradient) or Adam, whose weight_decay is
+    an L2 term added to the gradient and so rescaled by Adam's normalisation (GRID's choice)."""
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adamw' or 'adam', got {name!r}")
 
 
 def _autocast_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
@@ -179,6 +197,7 @@ def fit(
     epochs: int = 50,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
+    optimizer: Optimizer = "adamw",
     warmup_steps: int = 0,
     schedule: Schedule = "constant",
     grad_clip: float | None = 1.0,
@@ -193,7 +212,7 @@ def fit(
     show_progress: bool = True,
     loss_weight: Callable[[Any], float] | None = None,
 ) -> TrainResult:
-    """Train `model` with AdamW on `model.loss(batch)`, early-stop on validation `metric`, restore the best.
+    """Train `model` with AdamW (or `optimizer="adam"`) on `model.loss(batch)`, early-stop on validation `metric`, restore the best.
 
     batches: a re-iterable of batches (a list, a DataLoader) or a factory
     `epoch -> iterable of batches` (so each epoch can reshuffle from its own seed).
@@ -222,7 +241,7 @@ def fit(
     ddp = wrap_ddp(model, context) if context.is_distributed else None
     weight_of = loss_weight_fn(model, loss_weight) if ddp is not None else None
     show_progress = show_progress and context.is_main
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = _optimizer(optimizer, model.parameters(), lr=lr, weight_decay=weight_decay)  # name -> instance
     # Built once here and reused as epoch 1, so a batch factory is not called twice.
     first_epoch = _epoch_batches(batches, 0)
     n_steps = _count_steps(first_epoch, steps_per_epoch)

@@ -11,7 +11,7 @@ from torch import nn
 
 from handbook.metrics import evaluate_model
 from handbook.models import SASRec
-from handbook.train import fit, load_checkpoint, lr_lambda, save_checkpoint
+from handbook.train import _optimizer, fit, load_checkpoint, lr_lambda, save_checkpoint
 
 # Three fixed sequences over 12 items; each next item is determined by the history.
 TOY_SEQUENCES = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 1, 3], [5, 4, 3, 2, 1, 12, 11]]
@@ -119,6 +119,30 @@ def test_lr_schedules() -> None:
     assert lr_lambda(6, schedule="linear", **kwargs) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="schedule"):
         lr_lambda(5, schedule="step", **kwargs)
+
+
+def test_inverse_sqrt_holds_the_peak_then_decays_as_t5s_rsqrt() -> None:
+    # T5's rsqrt schedule as TIGER uses it: lr / sqrt(max(step, warm-up)), normalised to the peak
+    values = [lr_lambda(step, total_steps=100, warmup_steps=4, schedule="inverse_sqrt") for step in range(16)]
+    assert values[:4] == [1.0] * 4  # held, not ramped
+    assert values[15] == pytest.approx((4 / 16) ** 0.5)
+    assert all(a >= b for a, b in zip(values[:-1], values[1:], strict=True))
+
+
+def test_adam_couples_weight_decay_to_the_gradient_and_adamw_does_not() -> None:
+    # No loss gradient: AdamW only decays the weight (1 - lr * wd); Adam's L2 term becomes the
+    # gradient, which its normalisation turns into a full step of lr.
+    moved = {}
+    for name in ("adam", "adamw"):
+        weight = torch.nn.Parameter(torch.ones(1))
+        step = _optimizer(name, [weight], lr=0.01, weight_decay=0.1)
+        (0.0 * weight).sum().backward()
+        step.step()
+        moved[name] = 1.0 - weight.item()
+    assert moved["adamw"] == pytest.approx(0.01 * 0.1, rel=1e-4)
+    assert moved["adam"] == pytest.approx(0.01, rel=1e-4)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        _optimizer("sgd", [weight], lr=0.01, weight_decay=0.0)
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:

@@ -35,19 +35,38 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def write_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """np.save to a temporary file beside `path`, then rename: readers never see half a file."""
+def _write_binary_atomic(path: str | os.PathLike, write: Any) -> Path:
+    """Call write(handle) on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
+            write(handle)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """np.save to a temporary file beside `path`, then rename: readers never see half a file."""
+    return _write_binary_atomic(path, lambda handle: np.save(handle, array))
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """np.savez_compressed of named arrays (names may hold spaces and '+'), atomically."""
+    return _write_binary_atomic(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The named arrays of a `write_npz_atomic` file, loaded into memory."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the notebook that writes it first")
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -15,7 +15,7 @@ Conventions used everywhere in the handbook:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -161,6 +161,52 @@ def bootstrap_interval(
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def _per_user_metric(ranks: np.ndarray | torch.Tensor, metric: str) -> np.ndarray:
+    """Per-user values of a metric named like "ndcg@10" or "recall@5"."""
+    name, _, k = metric.partition("@")
+    if name not in ("ndcg", "recall") or not k.isdigit():
+        raise ValueError(f"metric must look like 'ndcg@10' or 'recall@5', got {metric!r}")
+    return (ndcg_at_k if name == "ndcg" else recall_at_k)(ranks, int(k))
+
+
+def seed_paired_difference(
+    ranks_a: Sequence[np.ndarray],
+    ranks_b: Sequence[np.ndarray],
+    metric: str = "ndcg@10",
+    confidence: float = 0.95,
+    seed: int = 0,
+    users: np.ndarray | None = None,
+) -> dict[str, float | bool | list[float]]:
+    """Model a minus model b over training seeds: ranks_a[s], ranks_b[s] are seed s's per-user ranks.
+
+    Each user's difference is averaged over the seeds, and the interval is the paired bootstrap of
+    the mean of those (resampling users), so it holds the test users' noise of seed-averaged models.
+    `per_seed` is each seed's mean difference and `std` their spread. The difference counts as
+    measured only when the interval excludes 0 *and* every seed's difference has the same sign.
+    `users` (a boolean mask) restricts everything to a subset, e.g. a cold-start bucket.
+    """
+    if len(ranks_a) != len(ranks_b) or not ranks_a:
+        raise ValueError(f"need the same number (>= 1) of seeds for both models, got {len(ranks_a)} and {len(ranks_b)}")
+    mask = slice(None) if users is None else np.asarray(users, dtype=bool)
+    gaps = []
+    for a, b in zip(ranks_a, ranks_b, strict=True):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"both models must rank the same test users, got {np.shape(a)} and {np.shape(b)}")
+        gaps.append(_per_user_metric(a, metric)[mask] - _per_user_metric(b, metric)[mask])
+    gaps = np.stack(gaps)  # (seeds, users)
+    per_seed = gaps.mean(axis=1)
+    low, high = bootstrap_interval(gaps.mean(axis=0), confidence=confidence, seed=seed)
+    same_sign = bool((per_seed > 0).all() or (per_seed < 0).all())
+    return {
+        "difference": float(gaps.mean()),
+        "low": low,
+        "high": high,
+        "std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else float("nan"),
+        "per_seed": [float(v) for v in per_seed],
+        "measured": bool((low > 0 or high < 0) and same_sign),
+    }
 
 
 def popularity_buckets(counts: np.ndarray, edges: Iterable[int]) -> tuple[np.ndarray, list[str]]:

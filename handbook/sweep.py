@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from handbook.io import write_json_atomic, write_text_atomic
+from handbook.io import read_npz, write_json_atomic, write_text_atomic
 from handbook.paths import repo_root, resolve
 from handbook.runner import (
     ParameterError,
@@ -348,6 +348,21 @@ def collect(sweep: Sweep, runs_dir: str | Path) -> pd.DataFrame:
             row["metrics." + key if key in row or key.startswith("metrics.") else key] = value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def seed_arrays(results: pd.DataFrame, sweep: Sweep, runs_dir: str | Path, filename: str = "ranks.npz") -> dict[int, dict[str, Any]]:
+    """{seed: {name: array}} from `filename` (a `write_npz_atomic` file) of every successful run.
+
+    For a sweep with one setting and several seeds, such as those chapter 11 pools; a setting
+    repeated under one seed is an error rather than silently overwritten.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for row in results[results["status"] == "ok"].to_dict("records"):
+        seed = int(row.get("seed", 0))
+        if seed in out:
+            raise SweepError(f"{sweep.path}: several settings under seed {seed}; seed_arrays reads sweeps with one setting")
+        out[seed] = read_npz(Path(runs_dir) / sweep.name / row["run"] / filename)
+    return dict(sorted(out.items()))
 
 
 def _metric_column(results: pd.DataFrame, key: str) -> str:

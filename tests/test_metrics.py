@@ -19,6 +19,7 @@ from handbook.metrics import (
     rank_of_target,
     ranks_from_topk,
     recall_at_k,
+    seed_paired_difference,
     summarize,
 )
 
@@ -134,3 +135,33 @@ def test_metrics_by_group_averages_each_group() -> None:
     assert out["empty"]["users"] == 0 and math.isnan(out["empty"]["ndcg@5"])
     with pytest.raises(ValueError, match="one per user"):
         metrics_by_group(ranks, groups[:2], ["a"], ks=(5,))
+
+
+def test_seed_paired_difference_by_hand() -> None:
+    # Two seeds, four users; a ranks the target first where b ranks it 3rd or misses it.
+    a = [np.array([0, 0, 20, 1]), np.array([0, 2, 20, 0])]
+    b = [np.array([2, 20, 20, 1]), np.array([0, 20, 20, 5])]
+    out = seed_paired_difference(a, b, "ndcg@10")
+    gaps = np.stack([ndcg_at_k(x, 10) - ndcg_at_k(y, 10) for x, y in zip(a, b, strict=True)])
+    assert out["difference"] == pytest.approx(gaps.mean())
+    assert out["per_seed"] == pytest.approx(list(gaps.mean(axis=1)))
+    assert out["std"] == pytest.approx(gaps.mean(axis=1).std(ddof=1))
+    assert (out["low"], out["high"]) == pytest.approx(bootstrap_interval(gaps.mean(axis=0)))
+    # every seed favours a and the interval excludes 0 -> measured; reversed, measured the other way
+    assert out["measured"] and out["low"] > 0
+    back = seed_paired_difference(b, a, "ndcg@10")
+    assert back["measured"] and back["difference"] == pytest.approx(-out["difference"])
+
+
+def test_seed_paired_difference_needs_agreeing_seeds_and_restricts_to_users() -> None:
+    # One seed says a is better, the other b: never "measured", whatever the interval says.
+    a = [np.zeros(50, dtype=int), np.full(50, 30)]
+    b = [np.full(50, 30), np.full(50, 1)]
+    assert not seed_paired_difference(a, b)["measured"]
+    users = np.arange(50) < 10
+    sub = seed_paired_difference(a, b, "recall@10", users=users)
+    assert sub["difference"] == pytest.approx(0.5 * (1 - 0) + 0.5 * (0 - 1))
+    with pytest.raises(ValueError, match="same number"):
+        seed_paired_difference(a, b[:1])
+    with pytest.raises(ValueError, match="metric must look like"):
+        seed_paired_difference(a, b, "mrr")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from handbook.device import resolve_device, seed_everything
-from handbook.io import read_metrics, write_json_atomic, write_metrics
+from handbook.io import read_metrics, read_npz, write_json_atomic, write_metrics, write_npz_atomic
 from handbook.paths import repo_root, resolve
 
 
@@ -51,3 +51,13 @@ def test_paths_resolve_from_the_repository_root() -> None:
     root = repo_root(Path(__file__).parent)
     assert (root / "pyproject.toml").is_file()
     assert resolve("/abs/path") == Path("/abs/path")
+
+
+def test_npz_round_trips_names_with_spaces_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    arrays = {"+ ISA": np.arange(4), "TIGER (beam 10)": np.array([3, 1])}
+    write_npz_atomic(tmp_path / "ranks.npz", arrays)
+    back = read_npz(tmp_path / "ranks.npz")
+    assert list(back) == list(arrays) and all((back[k] == v).all() for k, v in arrays.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["ranks.npz"]
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        read_npz(tmp_path / "missing.npz")

@@ -29,7 +29,8 @@
 # matters, so the models are untrained (a forward pass costs the same whatever the weights) and
 # have the papers' dimensions. Catalogues of 10k to 1M items are made by sampling codes at random.
 # Everything is measured by `handbook/bench/`, the same code that `make bench` runs. Terms such as
-# SID, trie and MTP are in the [glossary](glossary.md).
+# SID, trie and MTP are in the [glossary](glossary.md). Next: `11_over_seeds`, every method's quality over
+# training seeds.
 
 # %% [markdown]
 # ## 0 · Setup

@@ -59,6 +59,13 @@ SMALL = {
         "popularity_edges": [1, 50],
     },
     "09_sweeps": {"sweep": "sweeps/matmul-throughput-smoke.yaml"},
+    "11_over_seeds": {  # the smoke twins of its three sweeps, run into the test's folder
+        "comparison_sweep": "sweeps/reading-comparison-smoke.yaml",
+        "whitening_sweep": "sweeps/reading-whitening-smoke.yaml",
+        "tiger_sweep": "sweeps/tiger-reference-choices-smoke.yaml",
+        "runs_dir": "sweep-runs",
+        "popularity_edges": [1, 50],
+    },
     "10_efficiency": {
         "catalogue_sizes": [1000, 2000],
         "fixed_catalogue": 1000,
@@ -205,6 +212,23 @@ def check_10_efficiency(metrics: dict) -> None:
     assert all(v > 0 for v in metrics["training_samples_per_s"].values())
 
 
+def check_11_over_seeds(metrics: dict) -> None:
+    assert metrics["seeds"] == [0, 1]
+    methods = ["most-popular", "SASRec", "TIGER", "RPG", "ACERec"]
+    assert set(metrics["every_method"]) == set(methods)
+    for name, values in metrics["every_method"].items():
+        assert all(0 <= v <= 1 for v in values["ndcg@10"]) and len(values["ndcg@10"]) == 2, name
+    assert len(metrics["pairs"]) == 10  # every pair of the five
+    for name, row in metrics["pairs"].items():
+        assert row["low"] <= row["difference"] <= row["high"], name
+    # the smoke sweep's rungs and variants, each against the one it builds on
+    assert set(metrics["ladder"]) == {"RPG", "+ intent token", "+ ISA", "merger mean", "k=1"}
+    assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
+    assert set(metrics["whitening"]) == {"RPG", "ACERec"}
+    assert set(metrics["tiger_reference_choices"]) == {"baseline", "tiger-recipe"}
+    assert set(metrics["cold_start_acerec_minus_rpg"]) <= {"0", "1-49", "50+"}
+
+
 CHECKS = {
     "00_overview": check_00_overview,
     "01_data": check_01_data,
@@ -217,6 +241,7 @@ CHECKS = {
     "08_acerec": check_08_acerec,
     "09_sweeps": check_09_sweeps,
     "10_efficiency": check_10_efficiency,
+    "11_over_seeds": check_11_over_seeds,
 }
 
 
@@ -236,6 +261,8 @@ def test_every_notebook_has_a_papermill_test() -> None:
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_notebook_runs_with_small_parameters(name: str, tmp_path: Path) -> None:
     params = dict(SMALL[name])
+    if "runs_dir" in params:  # a sweep's runs go under the test's own folder
+        params["runs_dir"] = str(tmp_path / params["runs_dir"])
     if DEVICE is not None and "device" in _parameter_names(name):
         params["device"] = DEVICE
     metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, params)

@@ -1,0 +1,345 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (handbook)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11 · Every method over seeds: the closing comparison
+#
+# **Learning objectives.** After this notebook you can
+# - tell the noise of the test users from the noise of training, and pool several training seeds into one paired interval;
+# - read every method of notebooks 05-08 side by side at the reading configuration, as mean ± standard deviation over seeds;
+# - say which steps of ACERec's ablation ladder, which tokenizer choice and which of the reference implementations' TIGER choices make a difference that survives a new seed.
+#
+# Notebooks 05-08 each train a model once, with seed 0, and compare models by a paired bootstrap
+# over the test users. That interval says how much the number would move with other test users,
+# not with another training run. Here the sweeps of notebook 09 run notebooks 08 and 06 again
+# with seeds 0, 1 and 2, and every comparison pools the three.
+#
+# Comes after `10_efficiency` (and uses the sweep machinery of `09_sweeps`). Terms (SID, NDCG@K,
+# paired bootstrap) are in the [glossary](glossary.md).
+
+# %% [markdown]
+# ## 0 · Setup
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from handbook import plotting
+from handbook.io import write_metrics
+from handbook.metrics import (
+    bootstrap_interval,
+    metrics_by_group,
+    ndcg_at_k,
+    popularity_buckets,
+    seed_paired_difference,
+    summarize,
+)
+from handbook.paths import output_dir, resolve
+from handbook.sweep import load_sweep, run_sweep, seed_arrays
+
+plotting.setup()
+
+# %% tags=["nbval-ignore-output"]
+print(f"torch {torch.__version__}, pandas {pd.__version__}")
+
+# %% tags=["parameters"]
+OUTPUT_DIR = "runs/11_over_seeds"  # where metrics.json goes, relative to the repository root
+comparison_sweep = "sweeps/reading-comparison.yaml"  # notebook 08 at its defaults over seeds: every method and ACERec's ladder
+whitening_sweep = "sweeps/reading-whitening.yaml"  # RPG and ACERec with PCA whitening before OPQ, same seeds; "" skips section 6
+tiger_sweep = "sweeps/tiger-reference-choices.yaml"  # notebook 06's TIGER with the references' choices; "" skips section 7
+runs_dir = "runs"  # where the sweeps' runs lie (unfinished ones are run first), relative to the repository root
+workers = 1  # notebooks the sweeps execute at once
+confidence = 0.95  # level of every paired bootstrap interval
+popularity_edges = [1, 10, 50, 150]  # cold-start bucket edges, in training interactions of the target (notebook 08's)
+seed = 0  # seed of the bootstrap resampling
+
+# %%
+out = output_dir(OUTPUT_DIR)
+runs_folder = resolve(runs_dir)
+FULL = "+ ISA"  # notebook 08's name of the full ACERec (v1), the top rung of its ladder
+MODELS = {"most-popular": "most-popular", "SASRec": "SASRec", "TIGER": "TIGER (beam 10)", "RPG": "RPG", "ACERec": FULL}
+
+# %% [markdown]
+# ## 1 · Two kinds of noise, pooled
+#
+# A trained model gives user $u$ a rank, hence $\mathrm{NDCG@10}_u$. For two models $a$ and $b$
+# trained with seed $s$ on the same data and tested on the same users, the per-user difference is
+# $\Delta_{u,s} = \mathrm{NDCG}_{u}^{a,s} - \mathrm{NDCG}_{u}^{b,s}$. Over $S$ seeds and $U$ users:
+#
+# $$\bar\Delta = \frac{1}{S U}\sum_{s=1}^{S}\sum_{u=1}^{U} \Delta_{u,s}, \qquad
+#   \bar\Delta_s = \frac{1}{U}\sum_{u} \Delta_{u,s}, \qquad
+#   \mathrm{sd} = \sqrt{\tfrac{1}{S-1}\textstyle\sum_s (\bar\Delta_s - \bar\Delta)^2}.$$
+#
+# The spread of the per-seed means $\bar\Delta_s$ is training noise. The interval is the paired
+# percentile bootstrap of the mean of each user's seed-averaged difference
+# $\bar\Delta_{u} = \frac{1}{S}\sum_s \Delta_{u,s}$, resampling users: the test-user noise of the
+# seed-averaged models. A difference counts as **measured** only when both agree: the interval
+# excludes 0 *and* every seed's $\bar\Delta_s$ has the same sign. With three seeds the second
+# condition is coarse, so it is a floor, not a test.
+#
+# The runs come first (section 2); the pooling is written out by hand once, on ACERec against RPG,
+# and checked against `handbook.metrics.seed_paired_difference`, which every later table uses.
+
+# %% [markdown]
+# ## 2 · The runs
+#
+# `run_sweep` executes every run a sweep names that is not finished yet (each into its own folder
+# under `runs_dir`), then collects them; a finished run is read, not repeated. Each run of notebook
+# 08 (or 06) writes `ranks.npz`: every model's 0-based test rank per user.
+
+# %% tags=["nbval-ignore-output"]
+def run_and_load(path):
+    """Run a sweep's unfinished runs, then {seed: {model: per-user ranks}} of its finished ones."""
+    sweep = load_sweep(resolve(path))
+    results = run_sweep(sweep, runs_folder, workers=workers, verbose=False)
+    failed = results[results["status"] != "ok"]
+    if len(failed):
+        print(f"{sweep.name}: {len(failed)} run(s) not finished: {failed[['run', 'status', 'error']].to_dict('records')}")
+    print(f"{sweep.name}: seeds {sorted(results.loc[results['status'] == 'ok', 'seed'])}, {results['seconds'].sum() / 60:.0f} min of runs")
+    return seed_arrays(results, sweep, runs_folder)
+
+
+comparison = run_and_load(comparison_sweep)
+whitening = run_and_load(whitening_sweep) if whitening_sweep else {}
+tiger = run_and_load(tiger_sweep) if tiger_sweep else {}
+seeds = sorted(comparison)
+
+# %% [markdown]
+# ### 2.1 · The pooled difference by hand
+#
+# ACERec minus RPG: first each seed's mean difference, then each user's mean over seeds and its
+# bootstrap, exactly as the equations of section 1 say.
+
+# %%
+per_user = np.stack([ndcg_at_k(comparison[s][FULL], 10) - ndcg_at_k(comparison[s]["RPG"], 10) for s in seeds])  # (S, U)
+hand_per_seed = per_user.mean(axis=1)  # one mean difference per seed
+hand_low, hand_high = bootstrap_interval(per_user.mean(axis=0), confidence=confidence, seed=seed)
+package = seed_paired_difference([comparison[s][FULL] for s in seeds], [comparison[s]["RPG"] for s in seeds], confidence=confidence, seed=seed)
+as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
+torch.testing.assert_close(as_tensor(hand_per_seed), as_tensor(package["per_seed"]))
+torch.testing.assert_close(as_tensor([per_user.mean(), hand_low, hand_high]), as_tensor([package["difference"], package["low"], package["high"]]))
+print(f"{len(seeds)} seeds x {per_user.shape[1]} users; per seed {np.round(hand_per_seed, 4)}, pooled {per_user.mean():+.4f} [{hand_low:+.4f}, {hand_high:+.4f}]: equal to the package")
+
+# %% [markdown]
+# ## 3 · Every method at the reading configuration
+#
+# MovieLens-100K, leave-one-out, histories of the last 5 items, full ranking (TIGER: constrained beam
+# search of 10, so it ranks 10 items and misses the rest). The models and their sizes are notebook
+# 08's defaults (most-popular, SASRec and TIGER from `handbook.reading`, RPG and ACERec at m = 16
+# digits, ACERec with k = 2 latents); only the seed changes between runs. Each cell is mean ± sd
+# over the seeds.
+
+# %%
+def mean_sd(values):
+    """'mean ± sd' of per-seed values."""
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def per_seed_metric(arrays, name, metric):
+    """One metric of one model, per seed."""
+    return [summarize(arrays[s][name], ks=(10,))[metric] for s in sorted(arrays)]
+
+
+every_method = pd.DataFrame({
+    label: {metric: mean_sd(per_seed_metric(comparison, name, metric)) for metric in ("recall@10", "ndcg@10")}
+    for label, name in MODELS.items()
+}).T  # fmt: skip
+every_method.index.name = f"{len(seeds)} seeds"
+every_method
+
+# %%
+fig, ax = plotting.subplots(width=6.5, height=3.4)
+for i, (label, name) in enumerate(MODELS.items()):
+    values = per_seed_metric(comparison, name, "ndcg@10")
+    ax.bar(i, np.mean(values), 0.6, color=plotting.model_colour(label), alpha=0.35)
+    ax.plot([i] * len(values), values, "o", color=plotting.model_colour(label), label=f"{label} (one dot per seed)")
+ax.set_xticks(range(len(MODELS)), list(MODELS))
+ax.set_ylabel("test NDCG@10")
+ax.set_ylim(0, None)
+plt.show()
+
+# %% [markdown]
+# Every pair, row model minus column model, pooled over the seeds (section 1):
+
+# %%
+def pair_row(arrays_a, name_a, arrays_b, name_b, users=None):
+    """The pooled paired difference of NDCG@10, a minus b, as one table row."""
+    common = sorted(set(arrays_a) & set(arrays_b))
+    d = seed_paired_difference([arrays_a[s][name_a] for s in common], [arrays_b[s][name_b] for s in common], confidence=confidence, seed=seed, users=users)
+    return {"difference": d["difference"], "low": d["low"], "high": d["high"], "seed sd": d["std"],
+            "per seed": " ".join(f"{v:+.4f}" for v in d["per_seed"]), "measured": d["measured"]}  # fmt: skip
+
+
+labels = list(MODELS)
+pairs = {f"{a} - {b}": pair_row(comparison, MODELS[a], comparison, MODELS[b]) for i, a in enumerate(labels) for b in labels[i + 1 :]}
+pairs_table = pd.DataFrame(pairs).T.infer_objects()
+pairs_table.round(4)
+
+# %% [markdown]
+# ## 4 · ACERec's ablation ladder over seeds
+#
+# Notebook 08's ladder adds one part per rung (RPG, + merger, + intent token, + ISA, + v2's
+# reconstruction loss); each rung is compared with the rung below it, each merger variant with
+# the ATM, each compression k with the main k = 2.
+
+# %%
+first = comparison[seeds[0]]
+ladder = [name for name in ["RPG", "+ merger", "+ intent token", FULL, "+ reconstruction"] if name in first]  # the rungs the sweep trained
+variants = [name for name in first if name.startswith("merger ")]
+ratios = [name for name in first if name.startswith("k=")]
+steps = {name: (name, below) for name, below in zip(ladder[1:], ladder[:-1], strict=True)}
+steps.update({name: (name, FULL) for name in variants + ratios})
+kind = {**dict.fromkeys(ladder, "ladder"), **dict.fromkeys(variants, "merger variant"), **dict.fromkeys(ratios, "compression")}
+ladder_rows = {"RPG": {"part": "ladder", "ndcg@10": mean_sd(per_seed_metric(comparison, "RPG", "ndcg@10"))}}
+for name, (_, below) in steps.items():
+    ladder_rows[name] = {"part": kind[name], "ndcg@10": mean_sd(per_seed_metric(comparison, name, "ndcg@10")), "vs": below, **pair_row(comparison, name, comparison, below)}
+ladder_table = pd.DataFrame(ladder_rows).T.infer_objects()
+ladder_table.round(4)
+
+# %%
+fig, ax = plotting.subplots(width=6.5, height=3.2)
+names = list(ladder_table.index)
+for i, name in enumerate(names):
+    values = per_seed_metric(comparison, name, "ndcg@10")
+    colour = plotting.model_colour("RPG" if name == "RPG" else "ACERec")
+    ax.bar(i, np.mean(values), 0.6, color=colour, alpha=0.35)
+    ax.plot([i] * len(values), values, "o", color=colour)
+most_popular = np.mean(per_seed_metric(comparison, "most-popular", "ndcg@10"))
+ax.axhline(most_popular, color=plotting.model_colour("most-popular"), linestyle="--", label="most-popular (mean)")
+ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+ax.set_ylabel("test NDCG@10 (bar: mean; dots: seeds)")
+ax.legend(loc="lower right", fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 5 · Cold start over seeds
+#
+# Test users bucketed by how often their target occurs in the training sequences (notebook 08's
+# edges); each cell is the NDCG@10 of the bucket's users, mean ± sd over seeds, and the last
+# column is ACERec minus RPG in the bucket, pooled over seeds.
+
+# %%
+counts = first["target training count"]
+buckets, all_names = popularity_buckets(counts, popularity_edges)
+bucket_names = [b for i, b in enumerate(all_names) if (buckets == i).any()]  # a bucket without test users is left out
+cold = {}
+for label, name in MODELS.items():
+    by_seed = [metrics_by_group(comparison[s][name], buckets, all_names) for s in seeds]
+    cold[label] = {b: mean_sd([rows[b]["ndcg@10"] for rows in by_seed]) for b in bucket_names}
+cold_table = pd.DataFrame(cold)
+cold_table.insert(0, "test users", [int((buckets == all_names.index(b)).sum()) for b in bucket_names])
+gaps = {b: pair_row(comparison, FULL, comparison, "RPG", users=buckets == all_names.index(b)) for b in bucket_names}
+cold_table["ACERec - RPG [95%]"] = [f"{gaps[b]['difference']:+.4f} [{gaps[b]['low']:+.4f}, {gaps[b]['high']:+.4f}]" for b in bucket_names]
+cold_table.index.name = "training interactions of the target"
+cold_table
+
+# %% [markdown]
+# ## 6 · PCA whitening before OPQ
+#
+# RPG's tokenizer whitens the sentence embeddings with PCA before OPQ: `PCA(512, whiten=True)` on
+# 3072-d embeddings, which also drops the 2,560 weakest directions. At the 384 dimensions of this
+# handbook's encoder there is nothing to drop, so `handbook.tokenizers.OPQ(whiten=True)` whitens at
+# full dimension, as the fidelity issue asked: every direction, the weakest included, gets unit
+# variance before OPQ splits it into subspaces. Notebook 07 whitens (its default); notebook 08 does
+# not. The whitening sweep trains RPG and ACERec on whitened codes with the comparison sweep's
+# seeds; each row is whitened minus unwhitened, paired per seed.
+
+# %%
+if whitening:
+    whiten_table = pd.DataFrame({
+        label: {"whitened": mean_sd(per_seed_metric(whitening, name, "ndcg@10")),
+                "unwhitened": mean_sd(per_seed_metric(comparison, name, "ndcg@10")),
+                **pair_row(whitening, name, comparison, name)}
+        for label, name in [("RPG", "RPG"), ("ACERec", FULL)]
+    }).T.infer_objects()  # fmt: skip
+    whiten_table.index.name = "whitened - unwhitened"
+else:
+    whiten_table = pd.DataFrame()
+    print("whitening_sweep is empty: section 6 skipped")
+whiten_table.round(4)
+
+# %% [markdown]
+# ## 7 · TIGER with the reference implementations' choices
+#
+# Notebook 06's baseline (the reading configuration's small TIGER) against one change each, as
+# the references make it: GRID's and cornac's per-level softmax, T5's bucketed relative position
+# bias, TIGER's lr 0.01 with inverse-square-root decay, GRID's Adam with coupled L2 weight decay.
+# Constrained beam search of 10; each arm minus the baseline, pooled over seeds.
+
+# %%
+if tiger:
+    arms = [name.removesuffix(" (constrained)") for name in tiger[sorted(tiger)[0]] if name.endswith(" (constrained)")]
+    tiger_table = pd.DataFrame({
+        arm: {"ndcg@10": mean_sd(per_seed_metric(tiger, f"{arm} (constrained)", "ndcg@10")),
+              **(pair_row(tiger, f"{arm} (constrained)", tiger, "baseline (constrained)") if arm != "baseline" else {})}
+        for arm in arms
+    }).T.infer_objects()  # fmt: skip
+    tiger_table.index.name = "arm - baseline"
+else:
+    tiger_table = pd.DataFrame()
+    print("tiger_sweep is empty: section 7 skipped")
+tiger_table.round(4)
+
+# %% [markdown]
+# ## 8 · What these runs show
+#
+# Filled in from the outputs above once the sweeps have run at their defaults.
+
+# %% [markdown]
+# ## Summary
+#
+# - One training run says how noisy the test users are; several seeds say how noisy training is. Pool them: average each user's difference over seeds, bootstrap over users, and read the per-seed differences beside it.
+# - A difference is claimed here only when the pooled interval excludes 0 and every seed agrees on its sign.
+# - The sweeps of notebook 09 make this cheap to repeat: a sweep file names the notebook and the seeds, and every run leaves its per-user ranks beside its metrics.
+#
+# ## Exercises
+#
+# 1. How wide would the interval of ACERec minus RPG be from seed 0 alone, and how much does pooling three seeds narrow it? *Hint:* `seed_paired_difference` with one seed's ranks.
+# 2. Which pair of section 3 would need the most seeds before every seed agrees on its sign? *Hint:* compare each pair's `seed sd` with its `difference`.
+
+# %% tags=["solution"]
+# Exercise 1: one seed's interval against the pooled one.
+one = seed_paired_difference([comparison[seeds[0]][FULL]], [comparison[seeds[0]]["RPG"]], confidence=confidence, seed=seed)
+print(f"seed {seeds[0]} alone: [{one['low']:+.4f}, {one['high']:+.4f}], width {one['high'] - one['low']:.4f}; "
+      f"{len(seeds)} seeds: [{package['low']:+.4f}, {package['high']:+.4f}], width {package['high'] - package['low']:.4f}")  # fmt: skip
+
+# %% tags=["solution"]
+# Exercise 2: the ratio of the seed spread to the difference; the largest is the least settled pair.
+ratio = (pairs_table["seed sd"].astype(float) / pairs_table["difference"].astype(float).abs()).sort_values(ascending=False)
+ratio.round(2)
+
+# %% [markdown]
+# ## References
+#
+# - B. Efron, R. Tibshirani. *An Introduction to the Bootstrap*, Chapman & Hall, 1993.
+# - X. Bouthillier et al. *Accounting for Variance in Machine Learning Benchmarks*, MLSys 2021 (arXiv:2103.03098).
+# - The papers of each model: notebooks 05 (TIGER), 06 (GRID), 07 (RPG) and 08 (ACERec).
+# - Every term: [glossary](glossary.md).
+
+# %%
+metrics = {
+    "seeds": seeds,
+    "every_method": {label: {metric: per_seed_metric(comparison, name, metric) for metric in ("recall@10", "ndcg@10")} for label, name in MODELS.items()},
+    "pairs": pairs,
+    "ladder": {name: {k: v for k, v in row.items() if k != "part"} for name, row in ladder_rows.items()},
+    "cold_start_acerec_minus_rpg": gaps,
+    "whitening": whiten_table.to_dict("index"),
+    "tiger_reference_choices": tiger_table.to_dict("index"),
+}
+write_metrics(out, metrics)
+print("wrote", sorted(metrics))

@@ -78,7 +78,7 @@ model_name = "all-MiniLM-L6-v2"  # sentence encoder of notebook 02
 n_digits = 16  # SID length m (paper: 32)
 nbits = 8  # 2**nbits codes per digit (paper: 256)
 whiten = False  # PCA-whiten the embeddings before OPQ, as RPG's tokenizer and notebook 07 do (chapter 11 measures both)
-n_latents = 2  # latents k per item of the main model; compression ratio r = m / k (paper: k = 4, r = 8)
+n_latents = 2  # latents k per item of the main model, so the compression ratio m / k is 8 (paper: k 4 at m 32, also 8)
 latent_sweep = [1, 2, 4]  # k values of the compression sweep (n_latents is reused, not retrained)
 ablations = ["RPG", "+ merger", "+ intent token", "+ reconstruction", "merger mean", "merger conv"]  # arms besides the full model ("+ ISA"); [] skips
 isa_weight = 0.1  # lambda, weight of the ISA loss (paper's grid: 0.1, 0.15, 0.2); 0 turns it off

@@ -63,6 +63,7 @@ SMALL = {
         "comparison_sweep": "sweeps/reading-comparison-smoke.yaml",
         "whitening_sweep": "sweeps/reading-whitening-smoke.yaml",
         "tiger_sweep": "sweeps/tiger-reference-choices-smoke.yaml",
+        "merger_sweep": "sweeps/reading-merger-mlp-smoke.yaml",
         "runs_dir": "sweep-runs",
         "popularity_edges": [1, 50],
     },
@@ -222,7 +223,8 @@ def check_11_over_seeds(metrics: dict) -> None:
     for name, row in metrics["pairs"].items():
         assert row["low"] <= row["difference"] <= row["high"], name
     # the smoke sweep's rungs and variants, each against the one it builds on
-    assert set(metrics["ladder"]) == {"RPG", "+ intent token", "+ ISA", "merger mean", "k=1"}
+    assert set(metrics["ladder"]) == {"RPG", "+ intent token", "+ ISA", "merger mean", "merger mlp", "k=1"}
+    assert metrics["ladder"]["merger mlp"]["vs"] == "+ ISA"  # paired with the full model of its own runs
     assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
     assert set(metrics["whitening"]) == {"RPG", "ACERec"}
     assert set(metrics["tiger_reference_choices"]) == {"baseline", "tiger-recipe"}

@@ -64,7 +64,7 @@ from handbook.distributed import (
 )
 from handbook.embed import DEFAULT_MODEL, embed_texts, item_texts
 from handbook.io import write_json_atomic, write_npy_atomic
-from handbook.metrics import bootstrap_interval, evaluate_model, ndcg_at_k
+from handbook.metrics import evaluate_model, seed_paired_difference
 from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
 from handbook.paths import cache_dir, repo_root
 from handbook.profiles import PROFILES, profile_overrides, results_name
@@ -773,10 +773,10 @@ def paired_differences(
         for b in names[i + 1 :]:
             if ranks[a].shape != ranks[b].shape:
                 raise ValueError(f"{a} and {b} ranked different test users ({ranks[a].shape} vs {ranks[b].shape}) in {folder}")
-            diff = ndcg_at_k(ranks[a], k) - ndcg_at_k(ranks[b], k)
-            low, high = bootstrap_interval(diff, confidence=confidence)
-            rows.append({"model": a, "minus": b, f"ndcg@{k} difference": diff.mean(), "low": low, "high": high,
-                         "differs": bool(low > 0 or high < 0)})  # fmt: skip
+            # one seed: the pooled difference of notebook 11 reduces to the paired bootstrap over users
+            d = seed_paired_difference([ranks[a]], [ranks[b]], metric=f"ndcg@{k}", confidence=confidence)
+            rows.append({"model": a, "minus": b, f"ndcg@{k} difference": d["difference"], "low": d["low"],
+                         "high": d["high"], "differs": d["measured"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -168,7 +168,7 @@ def _per_user_metric(ranks: np.ndarray | torch.Tensor, metric: str) -> np.ndarra
     name, _, k = metric.partition("@")
     if name not in ("ndcg", "recall") or not k.isdigit():
         raise ValueError(f"metric must look like 'ndcg@10' or 'recall@5', got {metric!r}")
-    return (ndcg_at_k if name == "ndcg" else recall_at_k)(ranks, int(k))
+    return per_user_metrics(ranks, ks=(int(k),))[metric]
 
 
 def seed_paired_difference(

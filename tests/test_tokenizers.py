@@ -105,10 +105,10 @@ def test_rvq_refines_its_kmeans_start(data: np.ndarray) -> None:
     assert trained.reconstruction_error(data) < start
 
 
-def _two_level_books() -> tuple[ResidualCodebooks, torch.Tensor]:
+def _two_level_books(residual_gradient: str = "stopped") -> tuple[ResidualCodebooks, torch.Tensor]:
     """Two random levels of 4 codes and a batch z that requires grad."""
     gen = torch.Generator().manual_seed(0)
-    books = ResidualCodebooks(n_levels=2, width=4, dim=3)
+    books = ResidualCodebooks(n_levels=2, width=4, dim=3, residual_gradient=residual_gradient)
     with torch.no_grad():
         books.codebooks.copy_(torch.randn(2, 4, 3, generator=gen))
     return books, torch.randn(16, 3, generator=gen).requires_grad_()
@@ -129,6 +129,27 @@ def test_commitment_of_a_level_does_not_push_earlier_codes() -> None:
     # ... nor on z: only level 0's commitment ||z - sg(e_0)||^2 (mean over the batch) reaches it
     e0 = books.codebooks[0].index_select(0, out.codes[:, 0]).detach()
     torch.testing.assert_close(grad_z, 2 * (z - e0).detach() / z.shape[0])
+
+
+def test_through_residuals_lets_a_later_commitment_pull_earlier_codes() -> None:
+    books, z = _two_level_books("through")  # the literal reading of TIGER's loss, for ablation
+    out = books(z)
+    grad_books, grad_z = _grads(out.commitment_loss, [books.codebooks, z])
+    # d/d e_0 of ||z - e_0 - sg(e_1)||^2: level 1's commitment now pulls level 0's chosen codes
+    r1 = out.residuals[1].detach()
+    e1 = books.codebooks[1].index_select(0, out.codes[:, 1]).detach()
+    expected = torch.zeros(4, 3).index_add_(0, out.codes[:, 0], -2 * (r1 - e1) / z.shape[0])
+    torch.testing.assert_close(grad_books[0], expected)
+    assert torch.count_nonzero(grad_books[1]) == 0  # a commitment never moves its own level's codes
+    e0 = books.codebooks[0].index_select(0, out.codes[:, 0]).detach()
+    torch.testing.assert_close(grad_z, 2 * ((z - e0) + (r1 - e1)).detach() / z.shape[0])
+
+
+def test_residual_gradient_names_what_it_accepts() -> None:
+    with pytest.raises(ValueError, match="residual_gradient='detach'.*stopped"):
+        ResidualCodebooks(n_levels=2, width=4, dim=3, residual_gradient="detach")
+    with pytest.raises(ValueError, match="residual_gradient='none'"):
+        make_tokenizer("rqvae", residual_gradient="none")
 
 
 def test_codebook_loss_of_a_level_moves_only_its_own_codes() -> None:

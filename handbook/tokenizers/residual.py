@@ -14,6 +14,12 @@ to autograd. The commitment term of level l therefore never pushes the codes of 
 levels, and only level 0's commitment reaches the encoder. The decoder sees
 z + sg(z_q - z): the value of z_q with the gradient of z (the straight-through estimator).
 
+TIGER's paper writes the loss without saying where gradients stop. Read literally,
+r_{l+1} = r_l - e_l keeps its gradient, so level l's commitment also pulls the codes of
+levels < l and reaches the encoder through every level. `residual_gradient="through"`
+keeps that path, for measuring the difference (notebook 06's `rqvae-through-residuals`
+arm, chapter 11); the default `"stopped"` is the references'.
+
 `ResidualTokenizer` is the fit / encode / decode shell around an encoder, the
 codebooks and a decoder, trained with Adam on minibatches, codebooks initialised by
 k-means, and unused codes re-seeded from batch residuals every `reset_every` steps.
@@ -44,11 +50,21 @@ class ResidualOutput:
     commitment_loss: torch.Tensor  # sum over levels of ||r_l - sg(e_l)||^2, mean over the batch
 
 
-class ResidualCodebooks(nn.Module):
-    """n_levels codebooks of `width` codes in `dim` dimensions, applied residually."""
+RESIDUAL_GRADIENTS = ("stopped", "through")
 
-    def __init__(self, n_levels: int, width: int, dim: int) -> None:
+
+class ResidualCodebooks(nn.Module):
+    """n_levels codebooks of `width` codes in `dim` dimensions, applied residually.
+
+    `residual_gradient`: "stopped" (the references': r_{l+1} carries no gradient) or
+    "through" (the literal reading of TIGER's loss: it does).
+    """
+
+    def __init__(self, n_levels: int, width: int, dim: int, residual_gradient: str = "stopped") -> None:
         super().__init__()
+        if residual_gradient not in RESIDUAL_GRADIENTS:
+            raise ValueError(f"residual_gradient={residual_gradient!r}: use one of {RESIDUAL_GRADIENTS}")
+        self.residual_gradient = residual_gradient
         self.codebooks = nn.Parameter(torch.zeros(n_levels, width, dim))  # (L, W, D)
 
     @property
@@ -78,7 +94,9 @@ class ResidualCodebooks(nn.Module):
             quantized = quantized + code
             # The references pass on r_l - STE(e_l) = r_l - (r_l + sg(e_l - r_l)): the value
             # r_l - e_l with no gradient, so level l+1's commitment cannot move e_l or earlier codes.
-            residual = (residual - code).detach()
+            residual = residual - code
+            if self.residual_gradient == "stopped":
+                residual = residual.detach()
         straight_through = z + (quantized - z).detach()
         return ResidualOutput(
             torch.stack(codes, dim=1),
@@ -144,7 +162,10 @@ class ResidualTokenizer(Tokenizer):
         device: str,
         seed: int,
         verbose: bool,
+        residual_gradient: str = "stopped",
     ) -> None:
+        if residual_gradient not in RESIDUAL_GRADIENTS:
+            raise ValueError(f"residual_gradient={residual_gradient!r}: use one of {RESIDUAL_GRADIENTS}")
         if n_levels < 1 or width < 1:
             raise ValueError(f"n_levels and width must be >= 1, got {n_levels} and {width}")
         if epochs < 0 or batch_size < 1:
@@ -163,6 +184,7 @@ class ResidualTokenizer(Tokenizer):
         self.device = device
         self.seed = int(seed)
         self.verbose = verbose
+        self.residual_gradient = residual_gradient
         self.n_digits = self.n_levels
         self.codebook_size = self.width
         self.encoder: nn.Module | None = None
@@ -225,7 +247,7 @@ class ResidualTokenizer(Tokenizer):
         with torch.random.fork_rng(devices=[]):  # seeded weight init without touching global state
             torch.manual_seed(self.seed)
             encoder, decoder, latent = self._build(dim)
-        quantizer = ResidualCodebooks(self.n_levels, self.width, latent)
+        quantizer = ResidualCodebooks(self.n_levels, self.width, latent, self.residual_gradient)
         encoder, decoder, quantizer = encoder.to(device), decoder.to(device), quantizer.to(device)
         X_all = torch.from_numpy(X).to(device)
 

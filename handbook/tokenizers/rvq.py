@@ -39,6 +39,7 @@ class ResidualVQ(ResidualTokenizer):
         device: str = "cpu",
         seed: int = 0,
         verbose: bool = False,
+        residual_gradient: str = "stopped",
     ) -> None:
         super().__init__(
             n_levels=n_levels,
@@ -53,6 +54,7 @@ class ResidualVQ(ResidualTokenizer):
             device=device,
             seed=seed,
             verbose=verbose,
+            residual_gradient=residual_gradient,
         )
 
     def _build(self, dim: int) -> tuple[nn.Module, nn.Module, int]:

@@ -105,12 +105,15 @@ dev = resolve_device(device)
 # | `no-sliding-window` | one sample per user (last training item), repeated to the same number of steps | how much does augmentation give? |
 # | `user-token` | a hashed user token before the history | does a user id help? |
 #
-# Four more arms change one choice to what a reference implementation makes. They are not in the
-# default `arms` (they double this notebook's time); chapter 11 runs them over three seeds with
-# `sweeps/tiger-reference-choices.yaml`:
+# Six more arms change one choice to what a reference implementation makes, or to what TIGER's
+# paper leaves open. They are not in the default `arms` (they double this notebook's time);
+# chapter 11 runs them over three seeds with `sweeps/tiger-reference-choices.yaml` and
+# `sweeps/tiger-gradient-augmentation.yaml`:
 #
 # | arm | what changes | whose choice |
 # | --- | --- | --- |
+# | `subsequences` | every contiguous sub-sequence as a sample, not only prefixes (equal steps: section 2) | GRID's collate functions |
+# | `rqvae-through-residuals` | RQ-VAE with the gradient through each residual $r_{l+1} = r_l - e_l$ (compare with `rqvae`) | TIGER's loss read literally; the references stop it |
 # | `per-level-head` | one softmax per SID level over its codes, not one over the vocabulary | GRID, cornac |
 # | `relative-positions` | T5's bucketed relative position bias instead of learned absolute positions | TIGER's T5, GRID, cornac |
 # | `tiger-recipe` | lr 0.01 held for the first 5% of steps, then inverse-square-root decay (AdamW) | TIGER (10k of 200k steps) |
@@ -120,14 +123,16 @@ dev = resolve_device(device)
 # each sequence into its sub-sequences) is not reproduced here.
 
 # %%
-BASELINE = {"tokenizer": "rkmeans", "architecture": "encoder-decoder", "sliding_window": True, "user_token": False}
+BASELINE = {"tokenizer": "rkmeans", "architecture": "encoder-decoder", "augmentation": "prefixes", "user_token": False}
 CHANGES = {
     "baseline": {},
     "rqvae": {"tokenizer": "rqvae"},
     "rvq": {"tokenizer": "rvq"},
     "decoder-only": {"architecture": "decoder-only"},
-    "no-sliding-window": {"sliding_window": False},
+    "no-sliding-window": {"augmentation": "none"},
     "user-token": {"user_token": True},
+    "subsequences": {"augmentation": "subsequences"},
+    "rqvae-through-residuals": {"tokenizer": "rqvae-through-residuals"},
     "per-level-head": {"output": "per_level"},
     "relative-positions": {"positions": "relative"},
     "tiger-recipe": {"recipe": "tiger"},
@@ -155,52 +160,62 @@ data = prepare(ds)
 items = items_in_order(ds.items, data.item_ids)
 X = embed_texts(item_texts(items), model=model_name, cache_dir=cache_dir("embeddings"), show_progress=False)
 
+# tokenizer setting -> (handbook tokenizer, its options)
+TOKENIZERS = {name: (name, {}) for name in ("rkmeans", "rqvae", "rvq")}
+TOKENIZERS["rqvae-through-residuals"] = ("rqvae", {"residual_gradient": "through"})
 tables = {}
 for name in sorted({s["tokenizer"] for s in settings.values()}):
-    codes = make_tokenizer(name, n_levels=3, width=width, seed=seed).fit_encode(X)
+    kind, options = TOKENIZERS[name]
+    codes = make_tokenizer(kind, n_levels=3, width=width, seed=seed, **options).fit_encode(X)
     tables[name] = SemanticIDs.from_codes(codes, width, dedup=True)
-    print(f"{name:8s} {tables[name]}")
+    print(f"{name:23s} {tables[name]}")
 
 # %% [markdown]
-# Training samples. With sliding windows every prefix of a user's training sequence predicts its
-# next item; without, each user gives one sample (the whole history predicts the last training
-# item), and those samples are repeated so that both arms take the same number of optimiser steps.
+# Training samples. With sliding windows (`prefixes`) every prefix of a user's training sequence
+# predicts its next item; without (`none`), each user gives one sample (the whole history predicts the
+# last training item), and those samples are repeated so that both arms take the same number of
+# optimiser steps.
+#
+# GRID's own augmentation goes further than prefixes: its collate function trains on every contiguous
+# sub-sequence of a user's history (`training_samples(..., augmentation="subsequences")`). A sequence
+# of $n$ items gives $n - 1$ prefixes but $n(n-1)/2$ sub-sequences, so on MovieLens, whose users rate
+# many films, one epoch grows by the factor printed below. At equal epochs that arm would take that
+# factor more time than every other arm, so the `subsequences` arm keeps the budget of equal steps:
+# as many samples as there are prefixes, drawn at random (seeded) from every sub-sequence, as GRID
+# draws a random part of them per batch. Since a history keeps its last `max_items` items, most
+# sub-sequences of a long sequence cut to the same window as its prefix; what changes is the mix:
+# shorter histories, and targets late in long sequences drawn more often.
 
 # %%
 users = np.arange(data.n_users)
 train_sequences = data.train_sequences()
 valid_histories, valid_targets = data.eval_arrays("valid", max_items)
 test_histories, test_targets = data.eval_arrays("test", max_items)
-
-
-def samples(sliding_window):
-    """(histories, targets, users) of the training samples."""
-    histories, targets = training_samples(train_sequences, max_items, sliding_window)
-    per_user = [max(len(s) - 1, 0) if sliding_window else int(len(s) > 1) for s in train_sequences]
-    return histories, targets, np.repeat(users, per_user)
-
-
-training_sets = {True: samples(True)}
-if not all(s["sliding_window"] for s in settings.values()):
-    once = samples(False)
-    repeats = int(np.ceil(len(training_sets[True][1]) / len(once[1])))
-    training_sets[False] = (np.tile(once[0], (repeats, 1)), np.tile(once[1], repeats), np.tile(once[2], repeats))
-for sliding, (_, targets, _) in training_sets.items():
-    print(f"sliding windows {'on ' if sliding else 'off'}: {len(targets):,} samples per epoch")
-
-# %% [markdown]
-# GRID's own augmentation goes further than prefixes: its collate function trains on every contiguous
-# sub-sequence of a user's history (`training_samples(..., augmentation="subsequences")`). A sequence
-# of $n$ items gives $n - 1$ prefixes but $n(n-1)/2$ sub-sequences, so on MovieLens, whose users rate
-# many films, one epoch grows by the factor printed below. It is not an arm here: at equal steps it
-# would see a small random part of its samples (which is what GRID does per batch), and at equal
-# epochs it would take that factor more time than every other arm.
-
-# %%
 lengths = np.array([len(s) for s in train_sequences])
 n_prefixes = int(samples_per_sequence(lengths, "prefixes").sum())
 n_subsequences = int(samples_per_sequence(lengths, "subsequences").sum())
 print(f"prefixes: {n_prefixes:,} samples; sub-sequences: {n_subsequences:,} ({n_subsequences / n_prefixes:.0f}x)")
+
+
+def samples(augmentation):
+    """(histories, targets, users) of the training samples."""
+    histories, targets = training_samples(train_sequences, max_items, augmentation=augmentation)
+    return histories, targets, np.repeat(users, samples_per_sequence(lengths, augmentation))
+
+
+needed = {s["augmentation"] for s in settings.values()}
+training_sets = {"prefixes": samples("prefixes")}
+if "none" in needed:
+    once = samples("none")
+    repeats = int(np.ceil(n_prefixes / len(once[1])))
+    training_sets["none"] = (np.tile(once[0], (repeats, 1)), np.tile(once[1], repeats), np.tile(once[2], repeats))
+if "subsequences" in needed:
+    every = samples("subsequences")
+    draw = np.sort(np.random.default_rng(seed).choice(len(every[1]), size=n_prefixes, replace=False))
+    training_sets["subsequences"] = tuple(a[draw] for a in every)
+    del every
+for name, (histories, targets, _) in training_sets.items():
+    print(f"{name:12s} {len(targets):,} samples per epoch, {(histories[:, 0] > 0).mean():.0%} with a full history of {max_items}")
 
 # %% [markdown]
 # ## 3 · Training every arm
@@ -225,7 +240,7 @@ def train_arm(setting):
     torch.manual_seed(seed)
     model = build(setting)
     sids = model.sids
-    histories, targets, sample_users = training_sets[setting["sliding_window"]]
+    histories, targets, sample_users = training_sets[setting["augmentation"]]
     with_users = setting["user_token"]
 
     def batches(epoch):
@@ -257,7 +272,7 @@ def train_arm(setting):
 rows, test_ranks = {}, {}
 for arm in arms:
     rows[arm], test_ranks[arm] = train_arm(settings[arm])
-    print(f"{arm:18s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}  ({rows[arm]['train_seconds']:.0f} s)")
+    print(f"{arm:23s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}  ({rows[arm]['train_seconds']:.0f} s)")
 
 # %% [markdown]
 # The reading baselines, trained once by `handbook.reading` and cached, so these are the numbers every
@@ -330,7 +345,7 @@ plt.show()
 # | --- | --- | --- |
 # | tokenizer | RK-Means at least as good as RQ-VAE and RVQ | `rqvae`, `rvq` |
 # | architecture | encoder-decoder ahead of decoder-only | `decoder-only` |
-# | augmentation | a large gain from training on sub-sequences | `no-sliding-window` |
+# | augmentation | a large gain from training on sub-sequences | `no-sliding-window` (`subsequences`: chapter 11) |
 # | user token | no gain, so GRID drops it | `user-token` |
 # | constrained vs free | free decoding about as good, and cheaper | every arm, free minus constrained |
 
@@ -342,9 +357,9 @@ def verdict(arm, name=""):
 
 for arm in arms:
     if arm != "baseline":
-        print(f"{arm:18s} minus baseline:      {verdict(arm)}")
+        print(f"{arm:23s} minus baseline:      {verdict(arm)}")
 for arm in arms:
-    print(f"{arm:18s} free minus constrained: {verdict(arm, ' free-constrained')}  ({rows[arm]['invalid_share (free)']:.1%} invalid beams)")
+    print(f"{arm:23s} free minus constrained: {verdict(arm, ' free-constrained')}  ({rows[arm]['invalid_share (free)']:.1%} invalid beams)")
 if "decoder-only" in rows:
     ratio = rows["decoder-only"]["train_seconds"] / rows["baseline"]["train_seconds"]
     print(f"decoder-only trained in {ratio:.1f}x the baseline's time "
@@ -364,8 +379,9 @@ print({name: f"{t.collision_rate:.1%} of items collide" for name, t in tables.it
 # > categories (Beauty, Sports, Toys) with 3 x 256 codes, a 4 + 4-layer T5 encoder-decoder, relative
 # > positions, histories of 20 and sub-sequence augmentation, over several seeds. Here: MovieLens-100K,
 # > 3 x 64 codes, 1 + 1 layers of width 64 with learned absolute positions, histories of 5, prefix
-# > augmentation, 2 epochs and one seed; the augmentation arm compares prefixes with no augmentation
-# > rather than GRID's sub-sequences (section 2 says why).
+# > augmentation, 2 epochs and one seed; the default augmentation arm compares prefixes with no
+# > augmentation, and GRID's sub-sequences (the `subsequences` arm) are drawn to the same number of
+# > steps rather than all trained on (section 2 says why).
 
 # %% [markdown]
 # ## Summary
@@ -373,7 +389,7 @@ print({name: f"{t.collision_rate:.1%} of items collide" for name, t in tables.it
 # - An ablation changes one thing at a time and gives every arm the same training budget (here the same number of optimiser steps).
 # - Every comparison is paired over the same test users, with a bootstrap interval; a gap is a difference only when its interval excludes 0, and section 5 prints each verdict.
 # - The reading baselines (most-popular, SASRec, the small TIGER) come from `handbook.reading`, so this chapter's numbers line up with 05, 07 and 08.
-# - GRID's sub-sequence augmentation multiplies the samples per epoch by the factor printed in section 2; it is available (`augmentation="subsequences"`) but not an arm at reading size.
+# - GRID's sub-sequence augmentation multiplies the samples per epoch by the factor printed in section 2; the `subsequences` arm trains on a random draw of them at equal steps.
 #
 # ## Exercises
 #
@@ -384,8 +400,8 @@ print({name: f"{t.collision_rate:.1%} of items collide" for name, t in tables.it
 # %% tags=["solution"]
 # 1. Each user's one sample is seen about `repeats` times per epoch; at equal epochs the arm would take
 #    `repeats` times fewer steps, so it would lose by having less training, not only less augmentation.
-if False in training_sets:
-    print(f"repeats per epoch: {repeats}; steps per epoch {len(training_sets[True][1]) // batch_size + 1} (equal steps) vs {len(once[1]) // batch_size + 1} (equal epochs)")
+if "none" in training_sets:
+    print(f"repeats per epoch: {repeats}; steps per epoch {n_prefixes // batch_size + 1} (equal steps) vs {len(once[1]) // batch_size + 1} (equal epochs)")
 
 # %% tags=["solution"]
 # 2. Steps of one epoch, prefixes against sub-sequences.

@@ -59,10 +59,10 @@ SMALL = {
         "popularity_edges": [1, 50],
     },
     "09_sweeps": {"sweep": "sweeps/matmul-throughput-smoke.yaml"},
-    "11_over_seeds": {  # the smoke twins of its three sweeps, run into the test's folder
+    "11_over_seeds": {  # the smoke twins of its sweeps (two seeds of the comparison, one of the others)
         "comparison_sweep": "sweeps/reading-comparison-smoke.yaml",
         "whitening_sweep": "sweeps/reading-whitening-smoke.yaml",
-        "tiger_sweep": "sweeps/tiger-reference-choices-smoke.yaml",
+        "tiger_sweeps": ["sweeps/tiger-reference-choices-smoke.yaml", "sweeps/tiger-gradient-augmentation-smoke.yaml"],
         "merger_sweep": "sweeps/reading-merger-mlp-smoke.yaml",
         "runs_dir": "sweep-runs",
         "popularity_edges": [1, 50],
@@ -227,7 +227,9 @@ def check_11_over_seeds(metrics: dict) -> None:
     assert metrics["ladder"]["merger mlp"]["vs"] == "+ ISA"  # paired with the full model of its own runs
     assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
     assert set(metrics["whitening"]) == {"RPG", "ACERec"}
-    assert set(metrics["tiger_reference_choices"]) == {"baseline", "tiger-recipe"}
+    tiger = metrics["tiger_reference_choices"]  # both TIGER sweeps, one baseline
+    assert set(tiger) == {"baseline", "tiger-recipe", "subsequences", "rqvae", "rqvae-through-residuals"}
+    assert tiger["rqvae-through-residuals"]["vs"] == "rqvae" and tiger["subsequences"]["vs"] == "baseline"
     assert set(metrics["cold_start_acerec_minus_rpg"]) <= {"0", "1-49", "50+"}
 
 

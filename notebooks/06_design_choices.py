@@ -116,7 +116,7 @@ dev = resolve_device(device)
 # | `rqvae-through-residuals` | RQ-VAE with the gradient through each residual $r_{l+1} = r_l - e_l$ (compare with `rqvae`) | TIGER's loss read literally; the references stop it |
 # | `per-level-head` | one softmax per SID level over its codes, not one over the vocabulary | GRID, cornac |
 # | `relative-positions` | T5's bucketed relative position bias instead of learned absolute positions | TIGER's T5, GRID, cornac |
-# | `tiger-recipe` | lr 0.01 held for the first 5% of steps, then inverse-square-root decay (AdamW) | TIGER (10k of 200k steps) |
+# | `tiger-recipe` | lr 0.01 held for the first 5% of steps, then inverse-square-root decay (AdamW) | TIGER's paper (warm-up for a twentieth of its steps) |
 # | `grid-recipe` | Adam with coupled L2 weight decay 1e-4, lr 1e-3, constant | GRID, as `experiment.TIGER_CONFIG` records it |
 #
 # The recipes keep the batch of 256: GRID's larger effective batch (its collate function duplicates

@@ -146,7 +146,9 @@ print(f"{len(seeds)} seeds x {per_user.shape[1]} users; per seed {np.round(hand_
 # over the seeds.
 
 # %%
-setting = read_metrics(runs_folder / load_sweep(resolve(comparison_sweep)).name / f"seed={seeds[0]}")
+sweep = load_sweep(resolve(comparison_sweep))
+first_run = next(run for run in sweep.runs() if run.params["seed"] == seeds[0])
+setting = read_metrics(runs_folder / sweep.name / first_run.name)
 print(f"{setting['dataset']}: {setting['n_users']} users, {setting['n_items']} items; RPG and ACERec on {setting['n_digits']}-digit SIDs, ACERec with k = {setting['n_latents']} latents per item")
 
 # %%

@@ -610,8 +610,13 @@ RECIPES = {
 # --------------------------------------------------------------------------- one experiment
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The checkout's commit (with "+dirty" when files differ from it), or None outside git."""
+    """The checkout's commit (with "+dirty" when files differ from it), or None outside git.
+
+    Read once per process, when the first experiment starts: the code that runs is what was
+    imported then, even if the checkout moves on during a long run.
+    """
     import subprocess
 
     try:
@@ -662,6 +667,7 @@ def run_experiment(
     out = Path(out_dir) if out_dir is not None else repo_root() / "results"
     context = init_distributed(device)
     started = time.perf_counter()
+    commit = git_commit()  # the code this run imported, not the checkout when it ends
     prep = prepare_dataset(dataset, config["k_core"])
     seed_everything(seed)
     recipe = RECIPES[name](config, prep, context, seed, show_progress)
@@ -736,7 +742,7 @@ def run_experiment(
             "train_seconds": 0.0 if run is None else run.seconds,
             "total_seconds": time.perf_counter() - started,
             "command": command_line(dataset, name, seed, device, overrides, context.world_size, profile),
-            "git_commit": git_commit(),
+            "git_commit": commit,
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )

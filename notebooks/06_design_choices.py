@@ -183,8 +183,10 @@ for name in sorted({s["tokenizer"] for s in settings.values()}):
 # factor more time than every other arm, so the `subsequences` arm keeps the budget of equal steps:
 # as many samples as there are prefixes, drawn at random (seeded) from every sub-sequence, as GRID
 # draws a random part of them per batch. Since a history keeps its last `max_items` items, most
-# sub-sequences of a long sequence cut to the same window as its prefix; what changes is the mix:
-# shorter histories, and targets late in long sequences drawn more often.
+# sub-sequences cut to the same window as a prefix, and the share of full histories printed below
+# is about the same for both. What changes is the weight of each window: the target at position
+# $t$ of a sequence ends $t$ sub-sequences but one prefix, so the late targets of long sequences
+# are drawn far more often.
 
 # %%
 users = np.arange(data.n_users)

@@ -202,9 +202,9 @@ input_ids, labels = RPG.make_batches(train_sequences, max_items, 32, seed=seed)[
 mask = labels != 0  # labelled positions
 states = rpg.encode(input_ids)[mask]  # (M, D): the transformer's state at each labelled position
 W, b = rpg.heads.weight, rpg.heads.bias  # (m, D, D), (m, D)
+targets = torch.as_tensor(sids.codes).long()[labels[mask] - 1]  # (M, m) codes of each label
 # BEGIN SOLUTION (defines: queries, loss_by_hand)
 queries = states[:, None, :] + F.silu(torch.einsum("md,jed->mje", states, W) + b)  # (M, m, D)
-targets = torch.as_tensor(sids.codes).long()[labels[mask] - 1]  # (M, m) codes of each label
 cosines = torch.einsum("Mjd,jwd->Mjw", F.normalize(queries, dim=-1), F.normalize(E, dim=-1))  # (M, m, W)
 logits = cosines / temperature
 loss_by_hand = -logits.log_softmax(dim=-1).gather(-1, targets[..., None]).mean()

@@ -108,8 +108,18 @@ notebooks: setup
 sync: setup
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.py
 
-lab: setup
-	$(BIN)/jupyter lab notebooks/
+## JupyterLab on notebooks/, or on the student copies with make lab DIR=student (built first when
+## student/ is missing, never over a student's work). As root (a container) jupyter refuses to start
+## without --allow-root, so it is passed there; LAB_ARGS adds others: LAB_ARGS="--no-browser --port 8890".
+DIR      ?= notebooks
+LAB_ARGS ?=
+lab: setup $(if $(filter student student/,$(DIR)),student-if-missing)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) $(DIR)
+
+## make student, only where student/ does not exist yet (make lab DIR=student).
+.PHONY: student-if-missing
+student-if-missing:
+	@test -d student || $(MAKE) student
 
 lint: setup
 	$(BIN)/ruff check handbook tests notebooks/*.py

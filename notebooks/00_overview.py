@@ -87,6 +87,7 @@ fig = diagrams.pipeline()
 # | `08` | ACERec | token merger, intent token, holistic scoring | `handbook.models.acerec` |
 # | `09` | ablation sweeps | papermill grids | `handbook.sweep` |
 # | `10` | efficiency | latency and throughput | `make bench` |
+# | `11` | every method over seeds | training noise vs test-user noise, pooled paired intervals | `handbook.sweep`, `handbook.metrics` |
 #
 # Three systems are the spine, from four papers: **TIGER** (Rajput et al., 2023), with **GRID**
 # (Ju et al., 2025), the practitioner's handbook that re-implements and ablates it, for short

@@ -269,7 +269,7 @@ cold_table
 # RPG's reference tokenizer whitens the sentence embeddings with `PCA(n_components=512, whiten=True)`
 # before OPQ; its embeddings have six times as many dimensions, so the PCA also drops their weakest
 # directions. This handbook's encoder has fewer dimensions than the PCA keeps, so there is nothing to drop and
-# `handbook.tokenizers.OPQ(whiten=True)` whitens at full dimension, as the fidelity issue asked:
+# `handbook.tokenizers.OPQ(whiten=True)` whitens at full dimension, which is what the reference's recipe comes to here:
 # every direction, the weakest included, gets unit variance before OPQ splits them into subspaces. Notebook 07 whitens (its default); notebook 08 does
 # not. The whitening sweep trains RPG and ACERec on whitened codes with the comparison sweep's
 # seeds; each row is whitened minus unwhitened, paired per seed.

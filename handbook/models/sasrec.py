@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from handbook.models.dropout import Dropout
 from handbook.models.transformer import init_weights
 
 
@@ -55,9 +56,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(hidden)
         # SASRec's point-wise feed-forward keeps the width at `hidden` (no 4x expansion).
         self.ffn = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden)
+            nn.Linear(hidden, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, hidden)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, L, D) -> (B, L, D)."""
@@ -99,7 +100,7 @@ class SASRec(nn.Module):
         self.hidden = hidden
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(hidden, n_heads, dropout) for _ in range(n_layers))
         self.final_ln = nn.LayerNorm(hidden)
         self.register_buffer(

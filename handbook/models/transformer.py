@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from handbook.decoding.beam import StepFn, beam_search
+from handbook.models.dropout import Dropout
 from handbook.sid import N_SPECIAL_TOKENS, PAD_TOKEN, SemanticIDs
 
 #: digit index of a special token (BOS, user) in `SIDEmbedding`; digit j of an item is j + 1
@@ -100,7 +101,7 @@ class FeedForward(nn.Sequential):
         super().__init__(
             nn.Linear(d_model, d_ff, bias=False),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(d_ff, d_model, bias=False),
         )
 
@@ -126,7 +127,7 @@ class Block(nn.Module):
         )
         self.ln_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(
         self,
@@ -306,7 +307,7 @@ class SIDEmbedding(nn.Module):
         self.digits = nn.Embedding(n_digits + 1, d_model) if absolute else None
         # row NO_SLOT for tokens outside the history; the model decides what the others mean
         self.slots = nn.Embedding(n_slots, d_model) if absolute else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(
         self, tokens: torch.Tensor, digit: torch.Tensor, slot: torch.Tensor

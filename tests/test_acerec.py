@@ -251,7 +251,7 @@ def _perturb_rpg(model: RPG) -> RPG:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_token_only_scores_equal_a_per_item_loop_of_summed_digit_log_probs(variant: dict) -> None:
     sids = _sids(n_items=11)
-    model = _tiny_acerec(sids, score_batch_size=4, isa_weight=0.2, **variant)
+    model = _tiny_acerec(sids, isa_weight=0.2, **variant)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(
         3

@@ -60,6 +60,25 @@ def test_mtp_loss_equals_hand_computation() -> None:
     )
 
 
+def test_mtp_loss_value_and_gradients_equal_autograd_cross_entropy() -> None:
+    # the one-pass backward of mtp_loss against autograd through F.cross_entropy
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(7, 3, 5, generator=g, requires_grad=True)  # (M, m, D)
+    tables = torch.randn(3, 6, 5, generator=g, requires_grad=True)  # (m, W, D)
+    targets = torch.randint(0, 6, (7, 3), generator=g)
+    loss = mtp_loss(states, tables, targets, 0.1)
+    grads = torch.autograd.grad(loss, (states, tables))
+    logits = torch.einsum(
+        "Mmd,mwd->Mmw",
+        torch.nn.functional.normalize(states, dim=-1),
+        torch.nn.functional.normalize(tables, dim=-1),
+    ) / 0.1
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 6), targets.reshape(-1))
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(grads, torch.autograd.grad(expected, (states, tables)), strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_model_loss_is_mtp_on_the_labelled_items_codes() -> None:
     codes = _unique_codes(10, m=3, width=4, seed=0)
     model = _tiny_rpg(codes, 4).eval()
@@ -99,7 +118,7 @@ def test_encoder_is_causal_and_ignores_left_padding() -> None:
 # ---------------------------------------------------------------------------- exact scoring
 def test_exact_scoring_ranks_the_planted_item_first() -> None:
     codes = _unique_codes(12, m=3, width=4, seed=3)
-    model = _tiny_rpg(codes, 4, score_batch_size=5).eval()  # 3 catalogue slices
+    model = _tiny_rpg(codes, 4).eval()
     planted = 7  # item id
     logits = torch.zeros(2, 3, 4)
     logits[:, torch.arange(3), torch.from_numpy(codes[planted - 1])] = 4.0

@@ -296,7 +296,6 @@ class ACERec(RPG):
         logq_beta: float = 0.02,
         item_counts: Sequence[int] | np.ndarray | torch.Tensor | None = None,
         recon_weight: float = 0.0,
-        score_batch_size: int = 4096,
     ) -> None:
         if merger not in MERGERS:
             raise ValueError(
@@ -334,7 +333,6 @@ class ACERec(RPG):
             dropout=dropout,
             resid_dropout=resid_dropout,
             temperature=temperature,
-            score_batch_size=score_batch_size,
         )
         self.n_latents = n_latents
         self.merger_kind = merger
@@ -508,6 +506,4 @@ class ACERec(RPG):
     # ------------------------------------------------------------------ inference
     def scores(self, histories: torch.Tensor) -> torch.Tensor:
         """Exact scores (B, n_items + 1): the sum over digits of each item's code log-probabilities; pad -inf."""
-        out = self._catalogue_scores(self.digit_log_probs(histories))  # the mean over digits
-        out[:, 1:] *= self.n_digits
-        return out
+        return self._catalogue_scores(self.digit_log_probs(histories), mode="sum")

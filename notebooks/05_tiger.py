@@ -255,7 +255,7 @@ with torch.no_grad():
 # each digit runs the decoder on one new token per beam. Same beams, same scores, same items as
 # `recommend`:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 with torch.no_grad():
     result = beam_search(tiger.beam_step(memory, keys), 1, sids, beam_size, constrained=True)
 checks.equal("beams", beams, result.codes[0].tolist(), hint="mask the trie's invalid codes with -inf, log-softmax, keep the top beam_size of (beam, code)")
@@ -289,7 +289,7 @@ for k in (5, 10):
     by_hand[f"ndcg@{k}"] = np.where(hit, 1 / np.log2(ranks + 2.0), 0.0).mean()
 # END SOLUTION
 
-# %%
+# %% tags=["nbval-ignore-output"]
 package = summarize(ranks, (5, 10))
 checks.computed(by_hand=by_hand, hint="a dict {'recall@5': ..., 'ndcg@5': ..., 'recall@10': ..., 'ndcg@10': ...}")
 for name in package:

@@ -143,13 +143,28 @@ def test_the_other_mergers_start_as_group_mean_pooling(merger: str) -> None:
     assert torch.allclose(model.item_latents(ids), groups, atol=1e-6)
 
 
-def test_attentive_merger_starts_near_mean_pooling() -> None:
+def test_attentive_merger_latents_are_weighted_means_of_the_positioned_tokens() -> None:
+    # at the start (identity values and output, f_out the identity) each head's slice of a latent
+    # is that head's attention-weighted mean of the item's tokens + positions
     sids = _sids()
     model = _tiny_acerec(sids, n_latents=3).eval()
     ids = torch.arange(1, sids.n_items + 1)
-    mean = (model.token_emb(model.item_tokens[ids]) + model.merger.positions).mean(dim=1)
-    gap = (model.item_latents(ids) - mean.unsqueeze(1)).abs().max()
-    assert gap < 0.05 * mean.abs().max()  # near-uniform attention over identity values
+    positioned = model.token_emb(model.item_tokens[ids]) + model.merger.positions  # (n, m, D)
+    weights = model.merger_attention(ids)  # (n, H, k, m)
+    heads = positioned.view(len(ids), sids.n_digits, 2, -1).transpose(1, 2)  # (n, H, m, dh)
+    by_hand = (weights @ heads).transpose(1, 2).reshape(len(ids), 3, -1)  # (n, k, D)
+    torch.testing.assert_close(model.item_latents(ids), by_hand)
+    assert torch.allclose(weights.sum(-1), torch.ones(()))
+
+
+def test_attentive_merger_query_and_key_maps_learn_as_fast_as_its_values() -> None:
+    # small maps on N(0, 0.02) tokens once kept the attention logits' gradient near 1e-8
+    model = _tiny_acerec(_sids(), hidden=32, n_heads=4)
+    model.loss((INPUTS, LABELS)).backward()
+    merger = model.merger
+    value = merger.v.weight.grad.norm()
+    for layer in (merger.make_queries, merger.q, merger.k):
+        assert layer.weight.grad.norm() > value / 100, layer
 
 
 # ---------------------------------------------------------------------------- the loss

@@ -34,11 +34,13 @@ Choices where the sources leave the form open (no code was published):
   last layer starts at zero, so s starts as RPG's mean pooling;
 * f_q: one linear layer from s to k * D, reshaped to (k, D), with a bias (the query part that
   does not depend on the item);
-* the multi-head attention has D / n_heads-wide heads and no biases; its value and output
-  projections start as the identity and its queries and keys small, so at initialisation
-  every latent is close to the mean of E~_i (the merger starts near mean pooling and learns
-  where to attend); f_out is a residual MLP with a LayerNorm, Z = A + MLP(LN(A)), whose last
-  layer starts at zero; P starts at N(0, 0.02);
+* the multi-head attention has D / n_heads-wide heads and no biases; the summary and the keys
+  are layer-normalised (pre-LN, as every transformer block) and f_q, W_q, W_k start at
+  std 1 / sqrt(D), so the attention starts as random as any transformer layer's and learns
+  (with small maps on N(0, 0.02) tokens it stayed uniform: see `AttentiveTokenMerger`); the
+  value and output projections start as the identity, so a latent is a weighted mean of E~_i;
+  f_out is a residual MLP with a LayerNorm, Z = A + MLP(LN(A)), whose last layer starts at
+  zero; P starts at N(0, 0.02);
 * positions across the sequence: every position of block t gets RPG's learned position of
   item t (counted from the first real item, so left padding changes nothing) plus a learned
   embedding of its role in the block (latent 1..k, intent token); no role embedding when a
@@ -150,7 +152,17 @@ class ItemSummary(nn.Module):
 class AttentiveTokenMerger(nn.Module):
     """ATM: k queries made from the item's summary cross-attend to its m tokens + subspace positions.
 
-    Q = f_q(s) (N, k, D); E~ = E + P; Z = f_out(MHA(Q, E~, E~)) (N, k, D).
+    Q = f_q(LN(s)) (N, k, D); E~ = E + P; Z = f_out(MHA(Q, LN(E~), E~)) (N, k, D).
+
+    The attention logits are a bilinear form of the summary and the tokens, through three maps
+    (f_q, W_q, W_k). Token embeddings start at N(0, 0.02), so with those maps small too every
+    factor keeps the others' gradient near zero: an earlier version started them at N(0, 0.02)
+    and its attention never left uniform (gradient norms about 6e-8 against 0.05 for the value
+    map; total-variation distance from uniform 6e-6 after three epochs of notebook 08). As the
+    pre-LN blocks of a transformer do, the summary and the keys are layer-normalised here and
+    the three maps start at the scale of an `nn.Linear` (std 1 / sqrt(D)), so the logits start
+    O(1) and learn at the rate of the rest of the model. The values stay un-normalised E~ through
+    identity maps: a latent is a weighted mean of the item's token embeddings, in their scale.
     """
 
     def __init__(
@@ -161,6 +173,8 @@ class AttentiveTokenMerger(nn.Module):
             raise ValueError(f"hidden={hidden} must be divisible by n_heads={n_heads}")
         self.n_latents, self.n_heads, self.head_dim = n_latents, n_heads, hidden // n_heads
         self.positions = nn.Parameter(torch.randn(n_digits, hidden) * 0.02)  # P (m, D)
+        self.ln_summary = nn.LayerNorm(hidden, eps=1e-12)
+        self.ln_keys = nn.LayerNorm(hidden, eps=1e-12)
         self.make_queries = nn.Linear(hidden, n_latents * hidden)  # f_q
         self.q = nn.Linear(hidden, hidden, bias=False)
         self.k = nn.Linear(hidden, hidden, bias=False)
@@ -168,35 +182,36 @@ class AttentiveTokenMerger(nn.Module):
         self.out = nn.Linear(hidden, hidden, bias=False)
         self.f_out = ResidualMLP(hidden, width)
         for layer in (self.make_queries, self.q, self.k):
-            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.normal_(layer.weight, std=hidden**-0.5)
         nn.init.zeros_(self.make_queries.bias)
-        with torch.no_grad():
-            # near-uniform attention over identity values: every latent starts near the mean
+        with torch.no_grad():  # a latent is a weighted mean of the item's (positioned) tokens
             self.v.weight.copy_(torch.eye(hidden))
             self.out.weight.copy_(torch.eye(hidden))
 
     def queries(self, summary: torch.Tensor) -> torch.Tensor:
-        """Q = f_q(s): (N, D) -> (N, k, D), one set of k queries per item."""
-        return self.make_queries(summary).view(summary.shape[0], self.n_latents, -1)
+        """Q = f_q(LN(s)): (N, D) -> (N, k, D), one set of k queries per item."""
+        return self.make_queries(self.ln_summary(summary)).view(summary.shape[0], self.n_latents, -1)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(N, S, D) -> (N, H, S, dh)."""
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
+    def _queries_keys(self, tokens: torch.Tensor, summary: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-head queries (N, H, k, dh), keys (N, H, m, dh) and positioned tokens E~ (N, m, D)."""
+        positioned = tokens + self.positions  # E~ (N, m, D)
+        q = self._heads(self.q(self.queries(summary)))
+        return q, self._heads(self.k(self.ln_keys(positioned))), positioned
+
     def forward(self, tokens: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         """tokens E (N, m, D) and summaries s (N, D) -> latents Z (N, k, D)."""
-        keys = tokens + self.positions  # E~ (N, m, D)
-        q = self._heads(self.q(self.queries(summary)))  # (N, H, k, dh)
-        mixed = F.scaled_dot_product_attention(
-            q, self._heads(self.k(keys)), self._heads(self.v(keys))
-        )
+        q, k, positioned = self._queries_keys(tokens, summary)
+        mixed = F.scaled_dot_product_attention(q, k, self._heads(self.v(positioned)))  # (N, H, k, dh)
         attended = self.out(mixed.transpose(1, 2).reshape(tokens.shape[0], self.n_latents, -1))
         return self.f_out(attended)
 
     def attention_weights(self, tokens: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         """Where each latent looks: softmax attention (N, heads, k, m) of an item's queries over its m tokens."""
-        q = self._heads(self.q(self.queries(summary)))  # (N, H, k, dh)
-        k = self._heads(self.k(tokens + self.positions))  # (N, H, m, dh)
+        q, k, _ = self._queries_keys(tokens, summary)
         return (q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)).softmax(dim=-1)
 
 

@@ -1,0 +1,968 @@
+"""Paper-setting experiments end to end, one results file per model: `make reproduce`.
+
+    python -m handbook.experiment amazon2014:Beauty                     # every model
+    python -m handbook.experiment ../shared/data/amazon2014/Beauty --models tiger,rpg
+    python -m handbook.experiment ml-100k -o epochs=1 -o hidden=32     # a smoke run
+    torchrun --nproc_per_node=4 -m handbook.experiment amazon2014:Beauty --models rpg
+
+For each model: load and 5-core the dataset (leave-one-out split), embed the item texts
+(cached), build the semantic IDs (TIGER: RQ-VAE 3 x 256 plus the de-duplication digit;
+RPG and ACERec: PCA whitening and OPQ m x 256 fitted on the training items), train at the paper's
+settings with `handbook.train.fit` (early stopping on validation NDCG@10), evaluate on
+the test split (full ranking; TIGER: constrained beam search, beam 20; RPG: graph decoding as
+the paper reports it, with exact scoring beside it) and write
+`<out>/<dataset>/<model>.json` atomically. `-o NAME=VALUE` overrides any value of the
+configs below; a model that fails is reported, the others still run, and the exit code
+is then 1. Under torchrun only rank 0 evaluates on test and writes.
+
+Every value of the configs says where it comes from. Where a paper is silent the
+authors' code decides; the item text encoder is the one exception: the papers' encoders
+(sentence-T5, text-embedding-3-large) are not available offline, so all-MiniLM-L6-v2
+stands in (override `embed_model` with any sentence-transformers name or path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import functools
+import json
+import math
+import platform
+import re
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from handbook.data import (
+    items_in_order,
+    load_dataset,
+    prepare,
+    samples_per_sequence,
+    training_samples,
+)
+from handbook.data.preprocess import SequenceData
+from handbook.decoding.beam import evaluate_generative
+from handbook.decoding.graph import evaluate_graph
+from handbook.device import device_name, seed_everything
+from handbook.distributed import (
+    DistributedContext,
+    init_distributed,
+    is_main_process,
+    on_main,
+    shutdown,
+)
+from handbook.embed import DEFAULT_MODEL, embed_texts, item_texts
+from handbook.io import write_json_atomic, write_npy_atomic
+from handbook.metrics import evaluate_model, seed_paired_difference
+from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
+from handbook.paths import cache_dir, repo_root
+from handbook.profiles import PROFILES, profile_overrides, results_name
+from handbook.projection import plan
+from handbook.sid import SemanticIDs
+from handbook.tokenizers import OPQ, make_tokenizer
+from handbook.train import fit
+
+# --------------------------------------------------------------------------- configs
+
+# Shared by every model.
+DATA = {
+    "k_core": 5,  # users and items with >= 5 interactions: the papers' Amazon 2014 "5-core"
+    "embed_model": DEFAULT_MODEL,  # offline stand-in for sentence-T5 (TIGER) / text-embedding-3-large (RPG)
+    "eval_batch_size": 256,  # users per evaluation batch (speed only)
+    "amp": False,  # the papers train in fp32 (GRID: precision 32-true); "bf16" is faster on a GPU
+}
+
+# SASRec (Kang & McAuley, ICDM 2018, Sec. IV-C) unless said otherwise. The handbook's SASRec
+# trains with full-softmax cross-entropy, the stronger variant recent papers use.
+SASREC = {
+    **DATA,
+    "max_len": 50,  # n = 50 on the Amazon datasets
+    "hidden": 50,  # d = 50
+    "n_layers": 2,  # b = 2 self-attention blocks
+    "n_heads": 1,  # one head ("multi-head did not help")
+    "dropout": 0.5,  # 0.5 on the sparse datasets (Beauty, Games, Steam), 0.2 on MovieLens-1M
+    "batch_size": 128,  # 128
+    "lr": 1e-3,  # Adam, 0.001
+    "optimizer": "adam",  # Adam; with no weight decay the same steps as AdamW
+    "weight_decay": 0.0,  # no L2 on the embeddings (the authors' l2_emb = 0)
+    "grad_clip": None,  # the authors' code does not clip
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "epochs": 200,  # the paper trains 200 epochs
+    "patience": 20,  # not in the paper: the RPG trainer's default, with the same evaluation protocol
+}
+
+# TIGER (Rajput et al., NeurIPS 2023, Sec. 4) for the tokenizer and the architecture; the
+# optimisation follows GRID's reference code (snap-research/GRID,
+# configs/experiment/tiger_train_flat.yaml). TIGER's own recipe (lr 0.01 for 10k steps, then an
+# inverse-square-root decay over 200k steps: schedule="inverse_sqrt") scored measurably lower at
+# reading size over three seeds with AdamW, and GRID's no differently from the handbook's AdamW +
+# cosine (notebook 11, section 7).
+TIGER_CONFIG = {
+    **DATA,
+    "tokenizer": "rqvae",  # TIGER's RQ-VAE (GRID's RK-Means: override tokenizer=rkmeans)
+    "n_levels": 3,  # 3 codebooks ...
+    "width": 256,  # ... of 256 codes, + a 4th de-duplication digit (TIGER Sec. 3.1, GRID)
+    "rqvae_hidden_dims": [512, 256, 128],  # encoder 512 -> 256 -> 128 -> latent, ReLU
+    "rqvae_latent_dim": 32,  # latent and codebook dimension 32
+    "rqvae_beta": 0.25,  # commitment weight 0.25
+    "rqvae_epochs": 20000,  # 20k epochs
+    "rqvae_batch_size": 1024,  # batch 1024
+    "rqvae_lr": 1e-3,  # TIGER: Adagrad lr 0.4; the handbook's RQ-VAE uses Adam, at Adam's usual 1e-3
+    "max_items": 20,  # histories truncated to the last 20 items
+    # every prefix of a training sequence is a sample (TIGER's sliding windows); GRID's code trains
+    # on every contiguous sub-sequence instead ("subsequences", n(n-1)/2 samples of n items), which,
+    # drawn to the same number of steps, was measurably worse at reading size over 3 seeds
+    # (chapter 11: N@10 -.0072 [-.0133, -.0013])
+    "augmentation": "prefixes",
+    "d_model": 128,  # input dimension 128
+    "n_heads": 6,  # 6 heads ...
+    "head_dim": 64,  # ... of dimension 64
+    "d_ff": 1024,  # MLP dimension 1024
+    "n_layers": 4,  # 4 encoder and 4 decoder layers
+    "dropout": 0.1,  # 0.1 (GRID's config: 0.15)
+    # TIGER's T5 and GRID/cornac's T5 stacks use relative position bias ("relative"), GRID and
+    # cornac one softmax per SID level ("per_level"), TIGER's T5 one over the vocabulary; neither
+    # reference choice differed measurably from the handbook's first model ("absolute",
+    # "full_vocab") at reading size over three seeds (notebook 11, section 7; tiger.py)
+    "positions": "absolute",
+    "output": "full_vocab",
+    "n_user_bins": 0,  # TIGER hashes users into 2000 tokens; GRID's default has none (no gain)
+    "batch_size": 256,  # TIGER: 256
+    "lr": 1e-3,  # GRID: Adam lr 1e-3 ...
+    "optimizer": "adam",  # ... (torch.optim.Adam: the weight decay is an L2 term in the gradient) ...
+    "weight_decay": 1e-4,  # ... weight decay 1e-4 ...
+    "schedule": "constant",  # ... and no schedule
+    "warmup_steps": 0,
+    "grad_clip": None,  # GRID's trainer does not clip
+    "epochs": 400,  # ~200k steps of 256 on Beauty's ~131k samples (TIGER); early stopping ends sooner
+    "patience": 10,  # GRID: stop after 10 validations without improvement
+    "beam_size": 20,  # beam 20, constrained to valid SIDs, for metrics @5 and @10 (GRID)
+}
+
+# RPG (Hou et al., KDD 2025): the authors' code, facebookresearch/RPG_KDD2025 (genrec/default.yaml,
+# genrec/models/RPG/config.yaml) and its README's per-dataset commands; Beauty's by default.
+RPG_CONFIG = {
+    **DATA,
+    "n_digits": 32,  # n_codebook: 32 on Beauty (README)
+    "nbits": 8,  # codebook_size 256
+    "max_len": 50,  # max_item_seq_len
+    "hidden": 448,  # n_embd
+    "n_layers": 2,  # n_layer
+    "n_heads": 4,  # n_head
+    "ffn": 1024,  # n_inner
+    "dropout": 0.5,  # embd_pdrop and attn_pdrop
+    "resid_dropout": 0.0,  # resid_pdrop
+    "temperature": 0.03,  # --temperature=0.03 in every README command (config.yaml: 0.07)
+    "batch_size": 256,  # train_batch_size
+    "lr": 0.01,  # --lr=0.01 on Beauty (README)
+    "optimizer": "adamw",  # with weight decay 0, Adam and AdamW take the same steps
+    "weight_decay": 0.0,  # weight_decay
+    "schedule": "cosine",  # the trainer's get_scheduler("cosine", ...)
+    "warmup_steps": 10000,  # warmup_steps
+    "grad_clip": 1.0,  # max_grad_norm
+    "epochs": 150,  # epochs
+    "patience": 20,  # patience, on val_metric ndcg@10, evaluated every epoch
+    "whiten": True,  # sent_emb_pca with PCA(whiten=True) before OPQ (tokenizer.py), here at full dimension
+    # Not the reference's (random batches): batches of alike window lengths, trimmed of padding
+    # (RPG.make_batches). On Beauty they keep 13% of the columns; the budgets turn it on.
+    "bucket": False,
+    # The paper's test numbers are graph-decoded (pipeline.py turns generate_w_decoding_graph on for
+    # the test split only; validation, hence early stopping, scores exactly): graph decoding is the
+    # headline `test`, exact scoring `test_exact` beside it. The values are the README's commands
+    # as of its commit ceed035 ("Update best hyperparameters", July 2025), Beauty's by default.
+    "graph_decoding": True,
+    "num_beams": 20,  # --num_beams=20 on Beauty (README; config.yaml: 50)
+    "n_edges": 200,  # --n_edges=200 on Beauty (README; config.yaml: 50)
+    "propagation_steps": 3,  # --propagation_steps=3 on Beauty (README and config.yaml)
+}
+
+# The README's other Amazon categories (the handbook's dataset names are its folder names);
+# every value is the README's command for that category (commit ceed035).
+RPG_PER_DATASET = {
+    "Sports_and_Outdoors": {
+        "lr": 0.003,  # --lr=0.003
+        "n_digits": 16,  # --n_codebook=16
+        "num_beams": 100,  # --num_beams=100
+        "n_edges": 30,  # --n_edges=30
+        "propagation_steps": 5,  # --propagation_steps=5
+    },
+    "Toys_and_Games": {
+        "lr": 0.003,  # --lr=0.003
+        "n_digits": 16,  # --n_codebook=16
+        "num_beams": 200,  # --num_beams=200
+        "n_edges": 20,  # --n_edges=20
+        "propagation_steps": 3,  # --propagation_steps=3
+    },
+    "CDs_and_Vinyl": {
+        "lr": 0.001,  # --lr=0.001
+        "n_digits": 64,  # --n_codebook=64
+        "num_beams": 20,  # --num_beams=20
+        "n_edges": 500,  # --n_edges=500
+        "propagation_steps": 5,  # --propagation_steps=5
+    },
+}
+
+# ACERec (Xia et al., arXiv 2602.13573) has no public code; public write-ups of its v1 (Feb 2026)
+# and v2 (Aug 2026) report its settings. The model is aligned with RPG (2 layers, hidden 448, FFN
+# 1024, 4 heads, MTP temperature 0.03) and uses the same m and k on every dataset, so nothing is
+# taken from RPG_PER_DATASET; training settings the paper does not state are RPG's.
+ACEREC_CONFIG = {
+    **{k: v for k, v in RPG_CONFIG.items() if k not in ("graph_decoding", "num_beams", "n_edges", "propagation_steps")},
+    "n_digits": 32,  # m = 32 OPQ digits of 256 codes on every Amazon 2014 dataset
+    "n_latents": 4,  # k = 4 latents per item: compression ratio r = m / k = 8
+    "merger": "attention",  # the Attentive Token Merger ("mean", "mlp", "conv": the ablation's variants)
+    "intent_token": True,  # one intent token per item, the prediction anchor
+    "isa_weight": 0.1,  # lambda, fixed at 0.1 while lr and batch are tuned, then searched (ACEREC_GRID)
+    "isa_temperature": 0.07,  # tau of ISA's in-batch InfoNCE
+    "logq_beta": 0.02,  # beta of ISA's logQ correction, from the items' training frequencies
+    "recon_weight": 0.0,  # v1: no reconstruction loss; v2: alpha in {0.03, 0.05} (ACEREC_GRID)
+    "lr": 0.003,  # the smaller of the paper's {0.003, 0.005}
+    "batch_size": 256,  # the larger of the paper's {64, 256}
+}
+# The paper's two-stage search per dataset, checkpoints chosen by validation NDCG@10: lr x batch
+# size at lambda = 0.1 (v2: alpha = 0.03), then lambda (v2: and alpha); 9 runs per dataset in v2.
+# Its tables are means over 5 seeds.
+ACEREC_GRID = {
+    "lr": [0.003, 0.005],
+    "batch_size": [64, 256],
+    "isa_weight": [0.1, 0.15, 0.2],
+    "recon_weight": [0.03, 0.05],
+}
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "most-popular": {"k_core": DATA["k_core"], "eval_batch_size": DATA["eval_batch_size"]},
+    "sasrec": SASREC,
+    "tiger": TIGER_CONFIG,
+    "rpg": RPG_CONFIG,
+    "acerec": ACEREC_CONFIG,
+}
+MODELS = tuple(CONFIGS)
+
+# ACERec's main table, R@10 and N@10 (arXiv 2602.13573, as the public write-ups of each version
+# report it): "acerec" is v1 (Feb 2026; MTP + ISA, this config's default), "acerec-v2" is v2 (Aug
+# 2026; + the reconstruction loss, recon_weight 0.03-0.05).
+ACEREC_PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "Beauty": {
+        "acerec": {"recall@10": 0.0841, "ndcg@10": 0.0501},
+        "acerec-v2": {"recall@10": 0.0856, "ndcg@10": 0.0513},
+    },
+    "Sports_and_Outdoors": {
+        "acerec": {"recall@10": 0.0493, "ndcg@10": 0.0280},
+        "acerec-v2": {"recall@10": 0.0494, "ndcg@10": 0.0287},
+    },
+    "Toys_and_Games": {
+        "acerec": {"recall@10": 0.0916, "ndcg@10": 0.0579},
+        "acerec-v2": {"recall@10": 0.0940, "ndcg@10": 0.0591},
+    },
+}
+
+# v2's ablations on Toys, R@10 and N@10: the ladder from RPG adds one part at a time (v1's
+# ACERec is the "+ ISA" rung), and the merger variants are each in the full model.
+ACEREC_PUBLISHED_ABLATIONS: dict[str, dict[str, float]] = {
+    "RPG": {"recall@10": 0.0777, "ndcg@10": 0.0454},
+    "+ merger": {"recall@10": 0.0802, "ndcg@10": 0.0470},
+    "+ intent token": {"recall@10": 0.0869, "ndcg@10": 0.0562},
+    "+ ISA": {"recall@10": 0.0916, "ndcg@10": 0.0579},
+    "+ reconstruction": {"recall@10": 0.0940, "ndcg@10": 0.0591},
+    "merger mlp": {"recall@10": 0.0869, "ndcg@10": 0.0518},
+    "merger mean": {"recall@10": 0.0890, "ndcg@10": 0.0563},
+    "merger conv": {"recall@10": 0.0891, "ndcg@10": 0.0570},
+}
+
+# Test-split numbers published for Beauty (Amazon 2014, 5-core, leave-one-out, full ranking).
+PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "Beauty": {
+        # TIGER, Table 2; RPG's table reprints it
+        "tiger": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+        # RPG, Table 2 (m = 32)
+        "rpg": {"recall@5": 0.0550, "ndcg@5": 0.0381, "recall@10": 0.0809, "ndcg@10": 0.0464},
+        # SASRec as RPG's Table 2 reports it (the number TIGER's Table 2 reports)
+        "sasrec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
+        **ACEREC_PUBLISHED["Beauty"],
+    },
+    "Sports_and_Outdoors": ACEREC_PUBLISHED["Sports_and_Outdoors"],
+    "Toys_and_Games": ACEREC_PUBLISHED["Toys_and_Games"],
+}
+METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+
+
+# --------------------------------------------------------------------------- names and configs
+
+
+def dataset_slug(dataset: str | Path) -> str:
+    """Filesystem-safe name of a dataset: "amazon2014:Beauty" and ".../amazon2014/Beauty" -> "Beauty"."""
+    text = str(dataset).rstrip("/\\")
+    if text.startswith("amazon2014:"):
+        name = text.split(":", 1)[1]
+    else:
+        path = Path(text)
+        if path.suffix == ".inter":
+            name = path.stem
+        elif path.name in ("sequential_data.txt", "datamaps.json"):
+            name = path.parent.name
+        else:
+            name = path.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+
+
+def _check_model(model: str) -> str:
+    """The canonical model name, or a ValueError listing the valid ones."""
+    name = str(model).strip().lower()
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {model!r}: choose from {', '.join(MODELS)}")
+    return name
+
+
+# Overrides whose values go beyond their default's type: the types accepted and how to say so.
+_ALSO_ACCEPTED: dict[str, tuple[tuple[type, ...], str]] = {"amp": ((bool, str), 'true, false, "bf16" or "fp16"')}
+
+
+def _convert(value: Any, reference: Any) -> tuple[bool, Any]:
+    """(True, `value` in `reference`'s type) where that is lossless (1 -> 1.0, "true" -> True), else (False, None)."""
+    if isinstance(reference, bool):
+        if isinstance(value, bool):
+            return True, value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return True, value.lower() == "true"
+    elif isinstance(reference, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+    elif isinstance(reference, float) or reference is None:  # None: no model gives a typed default
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value) if reference is not None else value
+    elif isinstance(reference, str):
+        if isinstance(value, str):
+            return True, value
+    elif isinstance(reference, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            items = [_convert(item, reference[0]) if reference else (True, item) for item in value]
+            if all(ok for ok, _ in items):
+                return True, [item for _, item in items]
+    else:
+        return True, value
+    return False, None
+
+
+def _type_name(reference: Any) -> str:
+    """What an override of a value like `reference` must be, in words."""
+    if isinstance(reference, bool):
+        return "true or false"
+    if isinstance(reference, int):
+        return "an integer"
+    if isinstance(reference, str):
+        return "a string"
+    if isinstance(reference, (list, tuple)):
+        return "a list" + (f" of {_type_name(reference[0]).removeprefix('an ').removeprefix('a ')}s" if reference else "")
+    return "a number"
+
+
+def _cli_text(value: Any) -> str:
+    """`value` as it is written after -o NAME=: strings bare, everything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _coerce(name: str, value: Any, default: Any, model: str = "") -> Any:
+    """An override converted to its default's type where that is lossless (1 -> 1.0, "true" -> True).
+
+    Raises a ValueError naming the override, `model`, the type expected and an example. None
+    (null) is accepted where some model's default is None (grad_clip).
+    """
+    # A default of None says nothing of the type: another model's default for the name may.
+    typed = [c[name] for c in CONFIGS.values() if c.get(name) is not None]
+    reference = default if default is not None else (typed[0] if typed else None)
+    nullable = any(name in c and c[name] is None for c in CONFIGS.values())
+    if value is None and nullable:
+        return None
+    also, described = _ALSO_ACCEPTED.get(name, ((), ""))
+    if isinstance(value, also):
+        return value
+    ok, converted = _convert(value, reference)
+    if ok:
+        return converted
+    expected = described or _type_name(reference) + (" or null" if nullable else "")
+    example = _cli_text(reference if reference is not None else 0.5)
+    of = f" of {model}" if model else ""
+    raise ValueError(
+        f"override {name}={_cli_text(value)}: {name}{of} takes {expected} (default {_cli_text(default)}), "
+        f"e.g. -o {name}={example}"
+    )
+
+
+def make_config(model: str, dataset: str | Path, **overrides: Any) -> dict[str, Any]:
+    """The full config of `model` on `dataset`: paper defaults, per-dataset values, then overrides."""
+    name = _check_model(model)
+    config = copy.deepcopy(CONFIGS[name])
+    if name == "rpg":  # ACERec's paper uses one setting on every dataset
+        per_dataset = RPG_PER_DATASET.get(dataset_slug(dataset), {})
+        config.update({k: v for k, v in per_dataset.items() if k in config})
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(
+            f"unknown override(s) {', '.join(unknown)} for {name}; valid names: {', '.join(sorted(config))}"
+        )
+    for key, value in overrides.items():
+        config[key] = _coerce(key, value, config[key], name)
+    return config
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset after the k-core and leave-one-out split, with its items in internal-id order."""
+
+    name: str
+    slug: str
+    source: str
+    data: SequenceData
+    items: pd.DataFrame
+
+
+@functools.lru_cache(maxsize=2)
+def prepare_dataset(dataset: str, k_core: int = 5) -> PreparedData:
+    """Load, k-core and split `dataset` once per process (every model of a run shares it)."""
+    ds = load_dataset(dataset)
+    data = prepare(ds, k=k_core)
+    if data.n_users == 0:
+        raise ValueError(f"{dataset}: no user is left after the {k_core}-core; lower k_core")
+    return PreparedData(
+        ds.name, dataset_slug(dataset), ds.source, data, items_in_order(ds.items, data.item_ids)
+    )
+
+
+def _embeddings(prep: PreparedData, config: dict, context: DistributedContext, progress: bool) -> np.ndarray:
+    """Item text embeddings (n_items, d), row i = item id i + 1; computed and cached by rank 0."""
+    return on_main(
+        lambda: embed_texts(
+            item_texts(prep.items),
+            model=config["embed_model"],
+            device=str(context.device),
+            cache_dir=cache_dir("embeddings"),
+            show_progress=progress,
+        ),
+        context,
+    )
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass
+class Recipe:
+    """What `run_experiment` needs of one model: the module, its batches and how to evaluate it."""
+
+    model: Any
+    batches: Callable[[int], list] | None  # epoch -> global batches; None: nothing to train
+    steps_per_epoch: int
+    # (model, split, ks, return_ranks=False) -> metrics, or (metrics, per-user ranks)
+    evaluate: Callable[..., Any]
+    sids: SemanticIDs | None = None
+    decoding: str = "exact"  # how `evaluate` ranks: "exact" (every item scored) or "beam"
+
+
+def _split_arrays(data: SequenceData, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Validation and test (histories, targets), histories left-padded to `max_len`."""
+    return {split: data.eval_arrays(split, max_len) for split in ("valid", "test")}
+
+
+def _most_popular(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """Training popularity: nothing to train, the same ranking for every user."""
+    model = MostPopular().fit(prep.data.train_sequences(), prep.data.n_items)
+    arrays = _split_arrays(prep.data, 1)  # the history is not read
+
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=config["eval_batch_size"], return_ranks=return_ranks)
+
+    return Recipe(model, None, 0, evaluate)
+
+
+def _sasrec(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """SASRec over item ids, every position of each window of `max_len` items labelled."""
+    c, data = config, prep.data
+    model = SASRec(data.n_items, max_len=c["max_len"], hidden=c["hidden"], n_layers=c["n_layers"], n_heads=c["n_heads"], dropout=c["dropout"])  # fmt: skip
+    train = data.train_sequences()
+    arrays = _split_arrays(data, c["max_len"])
+
+    def batches(epoch: int):
+        return SASRec.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch)
+
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
+
+    return Recipe(model, batches, len(batches(0)), evaluate)
+
+
+def _tiger(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> Recipe:
+    """TIGER on RQ-VAE SIDs with the de-duplication digit, sliding-window samples, beam search."""
+    c, data = config, prep.data
+    X = _embeddings(prep, c, context, progress)
+    tokenizer_args = {"n_levels": c["n_levels"], "width": c["width"], "seed": seed}
+    if str(c["tokenizer"]).lower() == "rqvae":
+        tokenizer_args.update(
+            hidden_dims=c["rqvae_hidden_dims"], latent_dim=c["rqvae_latent_dim"], beta=c["rqvae_beta"],
+            epochs=c["rqvae_epochs"], batch_size=c["rqvae_batch_size"], lr=c["rqvae_lr"],
+            device=str(context.device), verbose=progress,
+        )  # fmt: skip
+    # Rank 0 fits the tokenizer and every rank gets its codes: GPUs need not agree bit for bit.
+    codes = on_main(lambda: make_tokenizer(c["tokenizer"], **tokenizer_args).fit_encode(X), context)
+    sids = SemanticIDs.from_codes(codes, c["width"], dedup=True)
+    model = TIGER(
+        sids, max_items=c["max_items"], d_model=c["d_model"], n_heads=c["n_heads"], head_dim=c["head_dim"],
+        d_ff=c["d_ff"], n_encoder_layers=c["n_layers"], n_decoder_layers=c["n_layers"], dropout=c["dropout"],
+        n_user_bins=c["n_user_bins"], output=c["output"], positions=c["positions"],
+    )  # fmt: skip
+    train = data.train_sequences()
+    histories, targets = training_samples(train, c["max_items"], augmentation=c["augmentation"])
+    user_of_sample = None
+    if c["n_user_bins"]:
+        per_user = samples_per_sequence([len(s) for s in train], c["augmentation"])
+        user_of_sample = np.repeat(np.arange(data.n_users), per_user)
+    users = np.arange(data.n_users) if c["n_user_bins"] else None
+    arrays = _split_arrays(data, c["max_items"])
+
+    def batches(epoch: int):
+        return TIGER.make_batches(histories, targets, sids, c["batch_size"], seed=seed + epoch, users=user_of_sample)
+
+    def evaluate(m, split, ks, return_ranks=False):
+        return evaluate_generative(m, *arrays[split], ks=ks, beam_size=c["beam_size"], users=users, batch_size=c["eval_batch_size"], return_ranks=return_ranks)  # fmt: skip
+
+    return Recipe(model, batches, math.ceil(len(targets) / c["batch_size"]), evaluate, sids, decoding="beam")
+
+
+def _long_sids(
+    config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+) -> SemanticIDs:
+    """RPG's OPQ semantic IDs: fitted on the items of the training sequences, encoding every item."""
+    X = _embeddings(prep, config, context, progress)
+    train_rows = np.unique(np.concatenate(prep.data.train_sequences())) - 1  # item id i is row i - 1
+    codes = on_main(
+        lambda: OPQ(m=config["n_digits"], nbits=config["nbits"], seed=seed, whiten=config["whiten"]).fit_encode(
+            X, train_rows=train_rows
+        ),
+        context,
+    )
+    return SemanticIDs.from_codes(codes, 2 ** config["nbits"], dedup=False)
+
+
+def _rpg_like(model_cls, extra: tuple[str, ...], item_counts: bool = False):
+    """Recipe builder for RPG and its subclass ACERec (same SIDs, batches and exact scoring).
+
+    item_counts: pass the training items' frequencies (ACERec's logQ correction).
+    """
+
+    def build(
+        config: dict, prep: PreparedData, context: DistributedContext, seed: int, progress: bool
+    ) -> Recipe:
+        c, data = config, prep.data
+        sids = _long_sids(c, prep, context, seed, progress)
+        keys = ("max_len", "hidden", "n_layers", "n_heads", "ffn", "dropout", "resid_dropout", "temperature", *extra)
+        counts = {"item_counts": data.item_counts()} if item_counts else {}
+        model = model_cls(sids, **{k: c[k] for k in keys}, **counts)
+        train = data.train_sequences()
+        arrays = _split_arrays(data, c["max_len"])
+
+        def batches(epoch: int):
+            # trimmed to each batch's longest window: the same loss without the padding's cost
+            return model_cls.make_batches(train, c["max_len"], c["batch_size"], seed=seed + epoch, trim=True, bucket=c["bucket"])
+
+        def evaluate(m, split, ks, return_ranks=False):
+            return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
+
+        return Recipe(model, batches, len(batches(0)), evaluate, sids)
+
+    return build
+
+
+RECIPES = {
+    "most-popular": _most_popular,
+    "sasrec": _sasrec,
+    "tiger": _tiger,
+    "rpg": _rpg_like(RPG, ()),
+    "acerec": _rpg_like(
+        ACERec,
+        ("n_latents", "merger", "intent_token", "isa_weight", "isa_temperature", "logq_beta", "recon_weight"),
+        item_counts=True,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- one experiment
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" when files differ from it), or None outside git.
+
+    Read once per process, when the first experiment starts: the code that runs is what was
+    imported then, even if the checkout moves on during a long run.
+    """
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def command_line(
+    dataset: str, model: str, seed: int, device: str, overrides: dict, world_size: int, profile: str = "paper"
+) -> str:
+    """The shell command that reruns one experiment."""
+    args = [str(dataset), "--models", model, "--seed", str(seed), "--device", str(device)]
+    if profile != "paper":
+        args += ["--profile", profile]
+    for key, value in overrides.items():
+        args += ["-o", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    launcher = f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python"
+    return f"{launcher} -m handbook.experiment {shlex.join(args)}"
+
+
+def run_experiment(
+    model: str,
+    dataset: str | Path,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    show_progress: bool = False,
+    profile: str = "paper",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train and test `model` on `dataset`; write `<out_dir>/<dataset>/<model>.json` (`<model>-<profile>.json`).
+
+    The config is the paper's, then the `profile`'s overrides (`handbook.profiles`), then
+    `overrides` (`make_config`); `out_dir` defaults to results/ in the checkout. Returns the
+    record written (on other torchrun ranks than 0, which write nothing, a record without
+    test metrics).
+    """
+    name = _check_model(model)
+    config = make_config(name, dataset, **{**profile_overrides(profile, name), **overrides})  # bad names fail before any work
+    dataset = str(dataset)
+    out = Path(out_dir) if out_dir is not None else repo_root() / "results"
+    context = init_distributed(device)
+    started = time.perf_counter()
+    commit = git_commit()  # the code this run imported, not the checkout when it ends
+    prep = prepare_dataset(dataset, config["k_core"])
+    seed_everything(seed)
+    recipe = RECIPES[name](config, prep, context, seed, show_progress)
+
+    run = None
+    if recipe.batches is not None:
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / prep.slug / name
+        run = fit(
+            recipe.model, recipe.batches, lambda m: recipe.evaluate(m, "valid", (5, 10)),
+            epochs=config["epochs"], lr=config["lr"], optimizer=config["optimizer"], weight_decay=config["weight_decay"],
+            warmup_steps=config["warmup_steps"], schedule=config["schedule"], grad_clip=config["grad_clip"],
+            patience=config["patience"], metric="ndcg@10", device=context.device, amp=config["amp"],
+            seed=seed, steps_per_epoch=recipe.steps_per_epoch, checkpoint_dir=ckpt, show_progress=show_progress,
+        )  # fmt: skip
+    record: dict[str, Any] = {
+        "model": name,
+        "dataset": prep.slug,
+        "profile": profile,
+        "world_size": context.world_size,
+        "rank": context.rank,
+    }
+    if not context.is_main:
+        return record
+
+    with torch.no_grad():
+        valid = recipe.evaluate(recipe.model, "valid", (5, 10)) if run is None else run.best_metrics
+        test, test_ranks = recipe.evaluate(recipe.model, "test", (5, 10), return_ranks=True)
+        test_exact, decoding = None, recipe.decoding
+        if config.get("graph_decoding"):  # the paper's decoding is the headline, exact scoring beside it
+            graph = recipe.sids.knn_graph(
+                config["n_edges"], recipe.model.token_table().detach(), device=str(context.device)
+            )
+            histories, targets = prep.data.eval_arrays("test", config["max_len"])
+            test_exact, decoding = test, "graph"
+            test, test_ranks = evaluate_graph(
+                recipe.model, histories, targets, graph, ks=(5, 10), num_beams=config["num_beams"],
+                propagation_steps=config["propagation_steps"], seed=seed, batch_size=config["eval_batch_size"],
+                return_ranks=True,
+            )  # fmt: skip
+    n_parameters = (
+        sum(p.numel() for p in recipe.model.parameters())
+        if isinstance(recipe.model, torch.nn.Module)
+        else 0
+    )
+    record.update(
+        {
+            "status": "ok",
+            "dataset_name": prep.name,
+            "dataset_source": prep.source,
+            "n_users": prep.data.n_users,
+            "n_items": prep.data.n_items,
+            "test": test,  # the headline: graph-decoded where the config asks for it, as RPG reports
+            "test_decoding": decoding,  # "graph", "beam" or "exact"
+            "test_exact": test_exact,  # exact scoring of every item, beside a graph-decoded headline
+            "published": PUBLISHED.get(prep.slug, {}).get(name),
+            "validation": {
+                "metric": "ndcg@10",
+                "best": valid,
+                "best_epoch": None if run is None else run.best_epoch,
+                "epochs_run": 0 if run is None else run.epochs_run,
+                "stopped_early": False if run is None else run.stopped_early,
+                "history": [] if run is None else run.history,
+            },
+            "config": config,
+            "sid": None if recipe.sids is None else recipe.sids.summary(),
+            "n_parameters": n_parameters,
+            "seed": seed,
+            "device": str(context.device),
+            "device_name": device_name(context.device),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "train_seconds": 0.0 if run is None else run.seconds,
+            "total_seconds": time.perf_counter() - started,
+            "command": command_line(dataset, name, seed, device, overrides, context.world_size, profile),
+            "git_commit": commit,
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    # the headline's per-user test ranks first, so a results file always has its ranks beside it
+    record["test_ranks_file"] = write_ranks(out / prep.slug / ranks_name(name, profile), test_ranks).name
+    write_json_atomic(out / prep.slug / results_name(name, profile), record)
+    return record
+
+
+def ranks_name(model: str, profile: str) -> str:
+    """File of a model's per-user test ranks, beside its results: `<model>[-<profile>].ranks.npy`."""
+    return results_name(model, profile).removesuffix(".json") + ".ranks.npy"
+
+
+def write_ranks(path: Path, ranks: np.ndarray) -> Path:
+    """Save per-user 0-based ranks (int32, users in the dataset's order) atomically."""
+    return write_npy_atomic(path, np.asarray(ranks, dtype=np.int32))
+
+
+def paired_differences(
+    folder: str | Path, models: list[str], profile: str = "paper", k: int = 10, confidence: float = 0.95
+) -> pd.DataFrame:
+    """NDCG@k of each pair of models whose ranks are saved in `folder`, and the paired bootstrap
+    interval of their difference over the same test users (row minus column model).
+
+    A model without a ranks file (a results file written before ranks were saved) is left out.
+    """
+    ranks = {}
+    for model in models:
+        path = Path(folder) / ranks_name(model, profile)
+        if path.exists():
+            ranks[model] = np.load(path)
+    rows = []
+    names = list(ranks)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if ranks[a].shape != ranks[b].shape:
+                raise ValueError(f"{a} and {b} ranked different test users ({ranks[a].shape} vs {ranks[b].shape}) in {folder}")
+            # one seed: the pooled difference of notebook 11 reduces to the paired bootstrap over users
+            d = seed_paired_difference([ranks[a]], [ranks[b]], metric=f"ndcg@{k}", confidence=confidence)
+            rows.append({"model": a, "minus": b, f"ndcg@{k} difference": d["difference"], "low": d["low"],
+                         "high": d["high"], "differs": d["measured"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parse_value(text: str) -> Any:
+    """A -o value as JSON (numbers, booleans, lists, null) or else as a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: list[str], models: list[str]) -> dict[str, Any]:
+    """NAME=VALUE strings -> {name: value}; each name must be a config value of some chosen model.
+
+    Each value must fit the type of that value's default (`_coerce`): a ValueError says which not.
+    """
+    overrides: dict[str, Any] = {}
+    known = set().union(*(CONFIGS[m] for m in models))
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"-o {item!r}: expected NAME=VALUE, e.g. -o epochs=1")
+        if key not in known:
+            valid = "; ".join(f"{m}: {', '.join(sorted(CONFIGS[m]))}" for m in models)
+            raise ValueError(f"-o {key}: no chosen model has this setting. Valid names per model: {valid}")
+        parsed = _parse_value(value)
+        # Checked against every chosen model's default now, before data loading or fitting.
+        for model in (m for m in models if key in CONFIGS[m]):
+            overrides[key] = _coerce(key, parsed, CONFIGS[model][key], model)
+    return overrides
+
+
+def summary_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Ours beside the published numbers: one row per model, headline test metrics, how they were decoded, train time."""
+    rows = []
+    for name, record in records.items():
+        row = {"model": name, **{k: record["test"].get(k) for k in METRICS}}
+        row["decoding"] = record.get("test_decoding", "exact")
+        row["exact ndcg@10"] = (record.get("test_exact") or {}).get("ndcg@10")  # beside graph decoding
+        published = record.get("published") or {}
+        row.update({f"paper {k}": published.get(k) for k in METRICS})
+        row["train s"] = round(record.get("train_seconds", 0.0))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def print_comparison(folder: Path, records: dict[str, dict[str, Any]], profile: str) -> None:
+    """The summary table of `records` (results in `folder`), then the paired intervals of their ranks."""
+    with pd.option_context("display.width", 160, "display.max_columns", None):
+        print(f"\nTest split, profile {profile}, results in {folder}:")
+        print(summary_table(records).round(4).to_string())
+        pairs = paired_differences(folder, list(records), profile)
+        if len(pairs):
+            print("\nPaired differences of test NDCG@10 (row model minus `minus`; 95% bootstrap over test users):")
+            print(pairs.round(4).to_string(index=False))
+        unranked = [m for m in records if not (folder / ranks_name(m, profile)).exists()]
+        if unranked:
+            print(f"(no per-user ranks saved for {', '.join(unranked)}: results written before ranks were kept)")
+
+
+def run_all(
+    dataset: str,
+    models: list[str],
+    overrides: dict[str, Any],
+    **kwargs: Any,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run every model in turn; a failure is recorded and the next model still runs.
+
+    Returns ({model: record}, {model: "ErrorType: message"}).
+    """
+    records: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for name in models:
+        own = {k: v for k, v in overrides.items() if k in CONFIGS[name]}
+        if is_main_process():  # one line per model, not one per torchrun rank
+            print(f"--> {name} on {dataset}", flush=True)
+        try:
+            records[name] = run_experiment(name, dataset, **own, **kwargs)
+        except Exception as err:  # reported below; the other models still run
+            message = str(err).strip().splitlines()
+            failures[name] = f"{type(err).__name__}: {message[-1] if message else ''}"
+            print(f"    {name} FAILED: {failures[name]}", file=sys.stderr, flush=True)
+            traceback.print_exc(file=sys.stderr)
+            continue
+        record = records[name]
+        if "test" in record:
+            metrics = ", ".join(f"{k} {record['test'][k]:.4f}" for k in METRICS)
+            if record.get("test_exact"):
+                metrics += f" ({record['test_decoding']} decoding; exact scoring: ndcg@10 {record['test_exact']['ndcg@10']:.4f})"
+            print(f"    {metrics} ({record['train_seconds']:.0f} s training)", flush=True)
+    return records, failures
+
+
+# Effective 6NT throughput (see handbook.projection), in TFLOP/s. CPU: calibrated on this project's
+# 2-core CPU, where an RPG step (hidden 448, batch 256) took 6.8 s and a TIGER step (4+4 layers,
+# d 128, batch 256) 4.3 s: 0.15 and 0.14 "TFLOP/s" of 6NT. GPU: an assumption for one H100/H200
+# in bf16 (about 5% of its dense peak for models this small), to be replaced by a measured value.
+DRY_RUN_TFLOPS = {"cpu": 0.15, "gpu": 50.0}
+
+
+def dry_run(
+    prep: PreparedData, models: list[str], overrides: dict[str, Any], profile: str, tflops: float | None = None
+) -> pd.DataFrame:
+    """One row per model: its schedule's steps, training FLOPs and time projected at `tflops` (see `handbook.projection`)."""
+    tflops = tflops if tflops is not None else DRY_RUN_TFLOPS["gpu" if profile == "gpu" else "cpu"]
+    rows = []
+    for name in models:
+        own = {k: v for k, v in overrides.items() if k in CONFIGS[name]}
+        config = make_config(name, prep.slug, **{**profile_overrides(profile, name), **own})
+        rows.append(plan(name, prep.data, config, tflops))
+    table = pd.DataFrame(rows).set_index("model")
+    table.loc["total"] = table.select_dtypes("number").sum()
+    table.attrs["tflops"] = tflops
+    print(f"{profile} profile on {prep.slug}, projected at {tflops:g} effective TFLOP/s (training only, no early stop):")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (1 if any model failed)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m handbook.experiment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", help='"ml-100k", "amazon2014:<Category>" or a dataset folder')
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/ in the checkout)")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="also save each model's best weights here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--profile", default="paper", choices=list(PROFILES), help="paper settings, or a budget (handbook.profiles)")
+    parser.add_argument("--dry-run", action="store_true", help="print each model's steps, FLOPs and projected time; train nothing")
+    parser.add_argument("--tflops", type=float, default=None,
+                        help="effective 6NT TFLOP/s for --dry-run (default: DRY_RUN_TFLOPS, gpu or cpu by --profile)")  # fmt: skip
+    parser.add_argument("--compare", action="store_true",
+                        help="train nothing: print the saved results of --models and --profile, with paired intervals")  # fmt: skip
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    out = args.out if args.out is not None else repo_root() / "results"
+    if args.compare:
+        folder = out / dataset_slug(args.dataset)
+        saved = {m: folder / results_name(m, args.profile) for m in args.models.split(",") if m.strip()}
+        records = {m: json.loads(path.read_text()) for m, path in saved.items() if path.exists()}
+        if not records:
+            parser.error(f"no results of {', '.join(saved)} at profile {args.profile!r} in {folder}: run make reproduce first")
+        print_comparison(folder, records, args.profile)
+        return 0
+
+    try:
+        models = [_check_model(m) for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise ValueError("--models is empty: name at least one model")
+        overrides = parse_overrides(args.override, models)
+        k_core = overrides.get("k_core", DATA["k_core"])
+        prep = prepare_dataset(args.dataset, int(k_core))  # a bad dataset fails here, once
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+        parser.error(str(err))
+
+    if args.dry_run:
+        print(dry_run(prep, models, overrides, args.profile, args.tflops).to_string())
+        return 0
+
+    try:
+        records, failures = run_all(
+            args.dataset, models, overrides, device=args.device, seed=args.seed, out_dir=args.out,
+            checkpoint_dir=args.checkpoints, show_progress=not args.no_progress, profile=args.profile,
+        )  # fmt: skip
+        done = {name: r for name, r in records.items() if "test" in r}
+        if done:
+            print_comparison(out / dataset_slug(args.dataset), done, args.profile)
+        if failures:
+            print(f"\n{len(failures)} model(s) failed: {', '.join(failures)}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        shutdown()

@@ -30,7 +30,6 @@ import functools
 import json
 import math
 import platform
-import re
 import shlex
 import sys
 import time
@@ -44,13 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handbook.data import (
-    items_in_order,
-    load_dataset,
-    prepare,
-    samples_per_sequence,
-    training_samples,
-)
+from handbook.data import samples_per_sequence, training_samples
 from handbook.data.preprocess import SequenceData
 from handbook.decoding.beam import evaluate_generative
 from handbook.decoding.graph import evaluate_graph
@@ -62,7 +55,6 @@ from handbook.distributed import (
     on_main,
     shutdown,
 )
-from handbook.embed import embed_texts, item_texts
 from handbook.experiment.configs import (
     ACEREC_CONFIG,
     ACEREC_GRID,
@@ -79,10 +71,11 @@ from handbook.experiment.configs import (
     TIGER_CONFIG,
     _check_model,
 )
+from handbook.experiment.datasets import PreparedData, _embeddings, dataset_slug, prepare_dataset
 from handbook.io import write_json_atomic, write_npy_atomic
 from handbook.metrics import evaluate_model, seed_paired_difference
 from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
-from handbook.paths import cache_dir, repo_root
+from handbook.paths import repo_root
 from handbook.profiles import PROFILES, profile_overrides, results_name
 from handbook.projection import plan
 from handbook.sid import SemanticIDs
@@ -90,22 +83,6 @@ from handbook.tokenizers import OPQ, make_tokenizer
 from handbook.train import fit
 
 # --------------------------------------------------------------------------- names and configs
-
-
-def dataset_slug(dataset: str | Path) -> str:
-    """Filesystem-safe name of a dataset: "amazon2014:Beauty" and ".../amazon2014/Beauty" -> "Beauty"."""
-    text = str(dataset).rstrip("/\\")
-    if text.startswith("amazon2014:"):
-        name = text.split(":", 1)[1]
-    else:
-        path = Path(text)
-        if path.suffix == ".inter":
-            name = path.stem
-        elif path.name in ("sequential_data.txt", "datamaps.json"):
-            name = path.parent.name
-        else:
-            name = path.name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
 
 
 # Overrides whose values go beyond their default's type: the types accepted and how to say so.
@@ -200,46 +177,6 @@ def make_config(model: str, dataset: str | Path, **overrides: Any) -> dict[str, 
     for key, value in overrides.items():
         config[key] = _coerce(key, value, config[key], name)
     return config
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """A dataset after the k-core and leave-one-out split, with its items in internal-id order."""
-
-    name: str
-    slug: str
-    source: str
-    data: SequenceData
-    items: pd.DataFrame
-
-
-@functools.lru_cache(maxsize=2)
-def prepare_dataset(dataset: str, k_core: int = 5) -> PreparedData:
-    """Load, k-core and split `dataset` once per process (every model of a run shares it)."""
-    ds = load_dataset(dataset)
-    data = prepare(ds, k=k_core)
-    if data.n_users == 0:
-        raise ValueError(f"{dataset}: no user is left after the {k_core}-core; lower k_core")
-    return PreparedData(
-        ds.name, dataset_slug(dataset), ds.source, data, items_in_order(ds.items, data.item_ids)
-    )
-
-
-def _embeddings(prep: PreparedData, config: dict, context: DistributedContext, progress: bool) -> np.ndarray:
-    """Item text embeddings (n_items, d), row i = item id i + 1; computed and cached by rank 0."""
-    return on_main(
-        lambda: embed_texts(
-            item_texts(prep.items),
-            model=config["embed_model"],
-            device=str(context.device),
-            cache_dir=cache_dir("embeddings"),
-            show_progress=progress,
-        ),
-        context,
-    )
 
 
 # --------------------------------------------------------------------------- recipes

@@ -66,9 +66,13 @@ book: setup
 	$(BIN)/python -m sphinx -q -c docs . build/book
 	@echo "open build/book/index.html"
 
-## Latency, throughput and memory of decoding and training: bench/results-<device>.json.
+## Latency, throughput and memory of decoding and training: bench/results-<device>.json; then one
+## training epoch of every reading-size model, now and at BENCH_BASELINE (the commit before the
+## training-throughput work), in one run: bench/reading-cpu.json.
+BENCH_BASELINE ?= c76210f
 bench: setup
 	$(BIN)/python -m handbook.bench --device $(DEVICE)
+	$(BIN)/python -m handbook.bench.reading --baseline $(BENCH_BASELINE)
 
 ## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json;
 ## PROFILE=cpu (about 90 min on 2 cores) or PROFILE=gpu (about 10 min on one H100) -> <model>-<profile>.json.

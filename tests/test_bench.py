@@ -311,3 +311,21 @@ def test_plots_draw_one_line_per_method_of_each_axis(results: dict) -> None:
     frame = bench.records_frame(results)
     assert len(frame) == len([r for r in results["records"] if r["kind"] == "inference"])
     assert math.isfinite(frame["users_per_s"].sum())
+
+
+def test_reading_comparison_takes_the_median_round_and_the_right_direction_of_speed_up() -> None:
+    from handbook.bench.reading import comparison_table, steal_seconds
+
+    def rounds(*values):
+        return [{"records": [{"case": "RPG", "samples_per_s": s}, {"case": "RPG exact scoring, hidden 128", "ms_per_user": ms}]}
+                for s, ms in values]  # fmt: skip
+
+    results = {"current": {"rounds": rounds((200, 1.0), (100, 3.0), (210, 1.2))},
+               "baseline": {"rounds": rounds((100, 2.0), (90, 2.4), (5, 9.0))}}  # fmt: skip
+    table = comparison_table(results)
+    assert table.loc["RPG", "now"] == 200 and table.loc["RPG", "baseline"] == 90
+    assert table.loc["RPG", "speed-up"] == pytest.approx(200 / 90)
+    # fewer ms per user is faster: the speed-up is baseline / now
+    assert table.loc["RPG exact scoring, hidden 128", "speed-up"] == pytest.approx(2.4 / 1.2)
+    assert table.loc["RPG exact scoring, hidden 128", "unit"] == "ms per user"
+    assert steal_seconds() >= 0 or np.isnan(steal_seconds())

@@ -1,7 +1,7 @@
-"""`python -m handbook.experiment` (and `torchrun ... -m handbook.experiment`): runs `handbook.experiment.main`."""
+"""`python -m handbook.experiment` (and `torchrun ... -m handbook.experiment`): the command line lives in `handbook.experiment.cli`."""
 
 import sys
 
-from handbook.experiment import main
+from handbook.experiment.cli import main
 
 sys.exit(main())

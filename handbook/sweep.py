@@ -15,24 +15,31 @@ A sweep is a YAML file (see `sweeps/`):
 
 Each run executes with papermill into runs/<sweep>/<run>/ (its metrics.json lands there).
 A failed run is recorded and the others go on; running the sweep again skips finished runs.
+`--record` then copies each run's metrics and per-user ranks (not the executed notebook) into
+results/sweeps/<sweep>/, the recorded runs that chapters read by default (`record_sweep`).
 
     python -m handbook.sweep sweeps/rpg-sid-length-smoke.yaml
     python -m handbook.sweep sweeps/rpg-sid-length.yaml --param device=cuda --workers 2
+    python -m handbook.sweep sweeps/reading-comparison.yaml --record
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import difflib
 import itertools
 import json
 import math
 import multiprocessing
 import os
+import platform
 import re
+import shutil
 import string
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -45,6 +52,7 @@ import yaml
 
 from handbook.io import read_npz, write_json_atomic, write_text_atomic
 from handbook.paths import repo_root, resolve
+from handbook.provenance import git_commit
 from handbook.runner import (
     ParameterError,
     _parse_value,
@@ -320,6 +328,7 @@ def execute_run(run: Run, folder: Path, notebook: Path) -> dict[str, Any]:
     for stale in ("status.json", "metrics.json", "error.txt"):
         (folder / stale).unlink(missing_ok=True)
     write_json_atomic(folder / "params.json", _record(run, notebook))
+    commit = git_commit()  # the code the run imports, read before it starts
     tick = time.perf_counter()
     try:
         execute_notebook(notebook, folder, run.params)
@@ -327,6 +336,7 @@ def execute_run(run: Run, folder: Path, notebook: Path) -> dict[str, Any]:
     except Exception as err:  # a failed run is recorded and the sweep goes on
         status = {"status": "failed", "seconds": time.perf_counter() - tick, "error": _error_line(err)}
         write_text_atomic(folder / "error.txt", f"{status['error']}\n\n{err}\n")
+    status.update(commit=commit, finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     write_json_atomic(folder / "status.json", status)
     return status
 
@@ -348,6 +358,67 @@ def collect(sweep: Sweep, runs_dir: str | Path) -> pd.DataFrame:
             row["metrics." + key if key in row or key.startswith("metrics.") else key] = value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: what a recorded run keeps: its parameters, status, metrics and per-user arrays, not the executed notebook
+RECORDED_SUFFIXES = (".json", ".npz", ".txt")
+#: where `record_sweep` puts recorded runs, relative to the repository root
+RECORDED_DIR = Path("results") / "sweeps"
+
+
+def record_sweep(sweep: Sweep, runs_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """Copy the small files of every run of `sweep` into <dest>/<sweep.name>/ (default results/sweeps/).
+
+    A recorded run keeps what a chapter reads (params.json, status.json with the commit it ran,
+    metrics.json, its .npz arrays of per-user ranks, a failed run's error.txt) and leaves the
+    executed notebook behind, so `collect` and `seed_arrays` read the recorded folder as they
+    read runs/. Beside the runs: results.csv, summary.md and recorded.json (the sweep file, the
+    command that reruns it, when and on which machine it was recorded). The folder is replaced
+    whole, never left half-written.
+    """
+    source = Path(runs_dir) / sweep.name
+    missing = [run.name for run in sweep.runs() if not (source / run.name / "status.json").is_file()]
+    if missing:
+        raise SweepError(
+            f"{sweep.path}: {len(missing)} run(s) never ran ({', '.join(missing[:3])}): "
+            f"run `python -m handbook.sweep {sweep.path}` first"
+        )
+    target = resolve(dest if dest is not None else RECORDED_DIR) / sweep.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{sweep.name}.new."))
+    try:
+        for run in sweep.runs():
+            (staging / run.name).mkdir()
+            for path in sorted((source / run.name).iterdir()):
+                if path.is_file() and path.suffix in RECORDED_SUFFIXES:
+                    shutil.copy2(path, staging / run.name / path.name)
+        results = collect(sweep, runs_dir)
+        (staging / "results.csv").write_text(results.to_csv(index=False), encoding="utf-8")
+        summary = summarize(results, sweep.report, sweep.setting_keys)
+        title = f"{sweep.name}: {sweep.description}" if sweep.description else sweep.name
+        (staging / "summary.md").write_text(summary_markdown(summary, sweep.report, title), encoding="utf-8")
+        sweep_file = sweep.path.resolve()
+        shown = sweep_file.relative_to(repo_root()) if sweep_file.is_relative_to(repo_root()) else sweep_file
+        about = {
+            "sweep": str(shown),
+            "rerun": f"python -m handbook.sweep {shown} --record",
+            "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "python": platform.python_version()},
+            "runs": int(len(results)), "ok": int((results["status"] == "ok").sum()),
+        }  # fmt: skip
+        (staging / "recorded.json").write_text(json.dumps(about, indent=1) + "\n", encoding="utf-8")
+        # swap: the old recording goes aside, the new one takes its name, the old one goes
+        old = target.with_name(f".{sweep.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
 
 
 def seed_arrays(results: pd.DataFrame, sweep: Sweep, runs_dir: str | Path, filename: str = "ranks.npz") -> dict[int, dict[str, Any]]:
@@ -500,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a fixed parameter, e.g. --param device=cuda (value parsed as JSON)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument("--record", nargs="?", const=str(RECORDED_DIR), default=None, metavar="DIR",
+                        help=f"then copy the runs' metrics and ranks into DIR/<sweep>/ (default {RECORDED_DIR}), "
+                        "where the chapters read recorded runs")  # fmt: skip
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers {args.workers}: use 1 or more")
@@ -524,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = (args.runs_dir or repo_root() / "runs") / sweep.name
     print(f"\n{(folder / 'summary.md').read_text(encoding='utf-8')}")
     print(f"wrote {folder / 'results.csv'}, summary.csv and summary.md")
+    if args.record is not None:
+        print(f"recorded the runs in {record_sweep(sweep, args.runs_dir or repo_root() / 'runs', args.record)}")
     failed = results[results["status"] != "ok"]
     if len(failed):
         print(f"{len(failed)} of {len(results)} runs failed: {', '.join(failed['run'])}", file=sys.stderr)

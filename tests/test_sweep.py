@@ -6,6 +6,7 @@ metrics.json), so each run costs a kernel start, not a training.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -17,7 +18,16 @@ import pytest
 import yaml
 
 from handbook.io import write_npz_atomic
-from handbook.sweep import SweepError, load_sweep, main, run_sweep, seed_arrays, summarize
+from handbook.sweep import (
+    SweepError,
+    collect,
+    load_sweep,
+    main,
+    record_sweep,
+    run_sweep,
+    seed_arrays,
+    summarize,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -257,6 +267,33 @@ def test_sweep_collects_every_run(finished: tuple[Path, int]) -> None:
     assert summary["score std"].tolist()[:2] == pytest.approx([math.sqrt(0.5)] * 2)
     markdown = (folder / "runs" / "tiny" / "summary.md").read_text()
     assert markdown.startswith("# tiny: tiny test sweep") and "| 1 | 2 | 10.5000 ± 0.7071 |" in markdown
+
+
+def test_recorded_runs_read_back_as_the_runs_and_keep_no_notebook(finished: tuple[Path, int]) -> None:
+    folder, _ = finished
+    sweep = load_sweep(folder / "tiny.yaml")
+    for run in ("x=1_seed=0", "x=3_seed=1"):  # an ok run and a failed one carry their arrays along
+        write_npz_atomic(folder / "runs" / "tiny" / run / "ranks.npz", {"m": np.arange(3)})
+    recorded = record_sweep(sweep, folder / "runs", folder / "recorded")
+    assert recorded == folder / "recorded" / "tiny"
+    pd.testing.assert_frame_equal(collect(sweep, folder / "recorded"), collect(sweep, folder / "runs"))
+    assert list((folder / "runs" / "tiny" / "x=1_seed=0").glob("*.ipynb")) and not list(recorded.rglob("*.ipynb"))
+    assert (recorded / "x=3_seed=1" / "error.txt").is_file() and (recorded / "results.csv").is_file()
+    about = json.loads((recorded / "recorded.json").read_text())
+    assert about["rerun"].endswith("tiny.yaml --record") and (about["runs"], about["ok"]) == (6, 4)
+    status = json.loads((recorded / "x=1_seed=0" / "status.json").read_text())
+    assert set(status) >= {"commit", "finished"}
+    # recording again replaces the folder whole
+    (recorded / "stale.txt").write_text("old")
+    record_sweep(sweep, folder / "runs", folder / "recorded")
+    assert not (recorded / "stale.txt").exists() and not list((folder / "recorded").glob(".tiny*"))
+
+
+def test_recording_a_sweep_that_never_ran_says_what_to_run(tmp_path: Path) -> None:
+    sweep = load_sweep(failing_sweep(tmp_path))
+    with pytest.raises(SweepError, match="never ran .*python -m handbook.sweep"):
+        record_sweep(sweep, tmp_path / "runs", tmp_path / "recorded")
+    assert not (tmp_path / "recorded" / "tiny").exists()
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(finished: tuple[Path, int]) -> None:

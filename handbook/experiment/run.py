@@ -28,26 +28,11 @@ from handbook.experiment.recipes import RECIPES
 from handbook.io import write_json_atomic, write_npy_atomic
 from handbook.paths import repo_root
 from handbook.profiles import profile_overrides, results_name
+from handbook.provenance import git_commit
 from handbook.train import fit
 
-
-@functools.cache
-def git_commit() -> str | None:
-    """The checkout's commit (with "+dirty" when files differ from it), or None outside git.
-
-    Read once per process, when the first experiment starts: the code that runs is what was
-    imported then, even if the checkout moves on during a long run.
-    """
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+#: the commit this process imported, read once, when its first experiment starts
+git_commit = functools.cache(git_commit)
 
 
 def command_line(

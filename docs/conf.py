@@ -52,8 +52,21 @@ myst_heading_anchors = 3
 # README links to files outside the book (sweeps/, handbook/...): keep them as plain links.
 suppress_warnings = ["myst.xref_missing", "myst.header", "misc.highlighting_failure"]
 
+# alabaster, the theme Sphinx ships with, with options and docs/_static/custom.css for a book:
+# a wider column, a sidebar that stays in view, previous/next at the top and foot of every page
+# and code that wraps inside the column. (sphinx-book-theme would add pydata-sphinx-theme and its
+# dependencies to the extra for the same.)
 html_theme = "alabaster"
+html_theme_options = {
+    "page_width": "900px",  # below this width the sidebar moves on top; custom.css sets the width
+    "sidebar_width": "250px",
+    "fixed_sidebar": True,
+    "show_relbars": True,
+    "relbar_border": "#ddd",
+}
+html_static_path = ["_static"]  # relative to docs/: its custom.css replaces alabaster's empty one
 html_title = project
+html_show_copyright = False  # no copyright line is set: the footer would show a bare "©."
 # an icon of our own: without one every browser asks for /favicon.ico and logs a 404 error
 html_favicon = "favicon.svg"
 # the SVG output draws glyphs from the script's own font data: no web-font files to fetch

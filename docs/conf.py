@@ -18,6 +18,7 @@ Build from the repository root (the source folder is the root, this folder only 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import mathjax  # the django-static-mathjax wheel: MathJax 3 as files
 import nbformat
+from docutils import nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +108,105 @@ def add_generated_content(app, docname: str, source: list[str]) -> None:
         source[0] = collected_references()
 
 
+# a chapter named in code, `07_rpg` or `07_rpg.ipynb`, as the chapters' "Next: `08_acerec`" lines do
+CHAPTER_NAME = re.compile(r"(\d\d_[a-z0-9_]+)(?:\.ipynb)?")
+
+
+def link_chapter_names(app, doctree: nodes.document, docname: str) -> None:
+    """Make each inline `NN_name` that names a chapter of this book a link to that chapter.
+
+    The notebooks name the chapters before and after them in inline code ("Next: `08_acerec`");
+    on the site those names become links. (A Markdown link in the notebook, `[08_acerec](08_acerec.ipynb)`,
+    is left as it is: it already links, here and in JupyterLab.)
+    """
+    if app.builder.format != "html":
+        return
+    for literal in list(doctree.findall(nodes.literal)):
+        match = CHAPTER_NAME.fullmatch(literal.astext())
+        target = f"notebooks/{match.group(1)}" if match else None
+        if target is None or match.group(1) not in CHAPTERS or target == docname:
+            continue
+        if _inside_link(literal):
+            continue
+        link = nodes.reference("", "", internal=True, refuri=app.builder.get_relative_uri(docname, target))
+        literal.replace_self(link)
+        link += literal
+
+
+def _inside_link(node: nodes.Node) -> bool:
+    """Whether `node` already sits inside a link."""
+    while node.parent is not None:
+        node = node.parent
+        if isinstance(node, nodes.reference):
+            return True
+    return False
+
+
+# pandas' HTML tables: one <table> per DataFrame, <td>value</td> per cell (a styled table's
+# cells carry attributes and are left as its author formatted them)
+TABLE = re.compile(r"<table.*?</table>", re.S)
+TABLE_ROW = re.compile(r"<tr[^>]*>.*?</tr>", re.S)
+DATAFRAME_CELL = re.compile(r"<td>([^<]*)</td>")
+NUMBER = re.compile(r"-?\d+(?:\.(\d+))?")
+MISSING = {"NaN", "nan", "<NA>"}
+
+
+def whole_column(values: tuple[str, ...]) -> bool:
+    """Whether a column holds whole numbers only, some written as floats (`16.0`, `8.0`, `4`)."""
+    numbers = [NUMBER.fullmatch(v.strip()) for v in values if v.strip() and v.strip() not in MISSING]
+    return bool(numbers) and all(m and set(m.group(1) or "0") == {"0"} for m in numbers) and any(
+        m.group(1) for m in numbers
+    )
+
+
+def tidy_number(text: str, whole: bool) -> str:
+    """One table cell as the prose writes numbers: at most 4 decimals, whole numbers whole, NaN a dash.
+
+    `0.043478` -> `0.0435` (an object column, which `.round(4)` leaves alone); `1349.0000` -> `1349`
+    (a count padded to a column's 4 decimals); `16.0` -> `16` in a column of whole numbers;
+    `NaN` -> an en dash. Other numbers (`65.0` beside `244.4`, `1.000` beside `0.998`, `0.0000`
+    among metrics) stay as pandas wrote them, as does any text.
+    """
+    value = text.strip()
+    if value in MISSING:
+        return "\u2013"
+    match = NUMBER.fullmatch(value)
+    if match is None or match.group(1) is None:
+        return text
+    if whole:
+        return str(int(float(value)))
+    if len(match.group(1)) > 4:
+        value = f"{float(value):.4f}"
+    if float(value) == 0:
+        return value.lstrip("-")
+    whole_part, decimals = value.split(".")
+    return whole_part if len(decimals) >= 4 and set(decimals) == {"0"} else value
+
+
+def tidy_table(table: str) -> str:
+    """A DataFrame's HTML table with its numbers tidied (tidy_number), column by column."""
+    rows = [DATAFRAME_CELL.findall(row) for row in TABLE_ROW.findall(table)]
+    whole = [whole_column(column) for column in itertools.zip_longest(*[r for r in rows if r], fillvalue="")]
+
+    def tidy_row(row: re.Match) -> str:
+        column = itertools.count()
+        return DATAFRAME_CELL.sub(lambda cell: f"<td>{tidy_number(cell.group(1), whole[next(column)])}</td>", row.group(0))
+
+    return TABLE_ROW.sub(tidy_row, table)
+
+
+def tidy_dataframe_tables(app, doctree: nodes.document, docname: str) -> None:
+    """Reformat the numbers in the notebooks' saved DataFrame tables (tidy_table).
+
+    The committed outputs are never re-executed, so the site formats them as it renders them.
+    """
+    for raw in list(doctree.findall(nodes.raw)):
+        html = raw.astext()
+        if "html" in raw.get("format", "").split() and 'class="dataframe' in html:
+            tidied = TABLE.sub(lambda table: tidy_table(table.group(0)), html)
+            raw.replace_self(nodes.raw("", tidied, format=raw["format"]))
+
+
 def write_index_and_mathjax(app, exception: Exception | None) -> None:
     """Copy MathJax into _static/mathjax and write index.html, which forwards to README.html."""
     if exception is None and app.builder.format == "html":
@@ -116,6 +217,8 @@ def write_index_and_mathjax(app, exception: Exception | None) -> None:
 
 
 def setup(app) -> None:
-    """Register the read-time hook and the copies made after the build."""
+    """Register the read-time hook, the page transforms and the copies made after the build."""
     app.connect("source-read", add_generated_content)
+    app.connect("doctree-resolved", link_chapter_names)
+    app.connect("doctree-resolved", tidy_dataframe_tables)
     app.connect("build-finished", write_index_and_mathjax)

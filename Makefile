@@ -50,10 +50,19 @@ test-gpu: setup
 sweep: setup
 	$(BIN)/python -m handbook.sweep $(SWEEP) $(SWEEP_ARGS)
 
+# The book extra (Sphinx, myst-nb, MathJax files, selenium) for book and test-browser, installed again
+# only when pyproject.toml changes. recbole is installed --no-deps on purpose (setup), so pip's check
+# after an install would print a red ERROR listing recbole's pins: --no-warn-conflicts leaves that
+# check out, and pip check, less recbole's lines, still shows any other conflict.
+BOOK_STAMP := $(VENV)/.book-installed
+$(BOOK_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-warn-conflicts -e '.[book]' torch==2.13.0
+	@$(BIN)/python -m pip check | grep -v '^recbole ' || true
+	touch $@
+
 ## The website and JupyterLab in headless Chromium (apt-get install chromium chromium-driver);
 ## tests/test_browser.py skips, saying why, where Chromium or chromedriver is missing.
-test-browser: setup
-	$(BIN)/python -m pip install --quiet -e '.[book]' torch==2.13.0
+test-browser: setup $(BOOK_STAMP)
 	$(BIN)/python -m pytest -p no:nbval -o addopts=-ra -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 ## Student copies in student/: no solution cells, no outputs, the by-hand mechanisms as TODOs with checks.
@@ -61,8 +70,7 @@ student: setup
 	$(BIN)/python -m handbook.student --out student
 
 ## A static website of the committed, executed notebooks in build/book/ (never re-executes them).
-book: setup
-	$(BIN)/python -m pip install --quiet -e '.[book]' torch==2.13.0
+book: setup $(BOOK_STAMP)
 	$(BIN)/python -m sphinx -q -c docs . build/book
 	@echo "open build/book/index.html"
 

@@ -12,6 +12,7 @@ import http.server
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -183,6 +184,79 @@ def test_book_lists_the_chapters_in_order(browser: Any, book_url: str) -> None:
     )
     expected = [f"notebooks/{name}.html" for name in BOOK_CHAPTERS] + ["notebooks/glossary.html", "docs/references.html"]
     assert links == expected
+
+
+# what a reader of a chapter sees of the navigation, the code and the tables (window 1280 px wide)
+READING_STATE = """
+const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0
+  && getComputedStyle(el).visibility !== 'hidden'; };
+const links = title => Array.from(document.querySelectorAll(`div.related a[title="${title}"]`))
+  .filter(visible).map(a => a.getAttribute('href'));
+// a code block is clipped where its lines are wider than the block and the block neither wraps them
+// nor lets the reader scroll to them
+const blocks = Array.from(document.querySelectorAll('div.body pre'));
+const clipped = blocks.filter(pre => pre.scrollWidth > pre.clientWidth + 1
+  && !['auto', 'scroll'].includes(getComputedStyle(pre).overflowX)).map(pre => pre.textContent.slice(0, 80));
+const inputs = Array.from(document.querySelectorAll('div.cell_input pre'));
+const overflowing = inputs.filter(pre => pre.scrollWidth > pre.clientWidth + 1).map(pre => pre.textContent.slice(0, 80));
+// the same code blocks without the wrap rule: some line must be too long, or the check above checks nothing
+const unwrapped = inputs.filter(pre => { const old = pre.style.whiteSpace; pre.style.whiteSpace = 'pre';
+  const wide = pre.scrollWidth > pre.clientWidth + 1; pre.style.whiteSpace = old; return wide; }).length;
+const xrefs = Array.from(document.querySelectorAll('div.body a.reference.internal > code'))
+  .map(code => [code.textContent, code.parentElement.getAttribute('href')]);
+const cells = Array.from(document.querySelectorAll('table.dataframe td')).map(td => td.textContent.trim());
+return {previous: links('Previous document'), next: links('Next document'), clipped, overflowing, unwrapped,
+        inputs: inputs.length, xrefs, cells};
+"""
+
+SIDEBAR_TOP = "return document.querySelector('div.sphinxsidebar').getBoundingClientRect().top"
+
+
+def test_book_chapter_reads_with_links_wrapped_code_and_tidy_tables(browser: Any, book_url: str) -> None:
+    browser.get(f"{book_url}/notebooks/01_data.html")
+    _wait(lambda: browser.execute_script("return document.readyState") == "complete", 30, "01_data to load")
+    state = browser.execute_script(READING_STATE)
+    # previous and next chapter, above and below the chapter, shown
+    assert state["previous"] == ["00_overview.html", "00_overview.html"]
+    assert state["next"] == ["02_item_embeddings.html", "02_item_embeddings.html"]
+    # "Comes after `00_overview`. Next: `02_item_embeddings`." links both chapters
+    assert ["00_overview", "00_overview.html"] in state["xrefs"]
+    assert ["02_item_embeddings", "02_item_embeddings.html"] in state["xrefs"]
+    # no code line cut off at the column's right edge: code cells wrap, outputs scroll
+    assert state["inputs"] > 0 and state["unwrapped"] > 0
+    assert state["overflowing"] == [], "code cells wider than the column"
+    assert state["clipped"] == [], "code blocks cut off at the right edge"
+    # the tables show numbers as the prose does: no NaN, at most 4 decimals
+    assert state["cells"], "01_data shows DataFrame tables"
+    assert [c for c in state["cells"] if c == "NaN" or re.fullmatch(r"-?\d+\.\d{5,}", c)] == []
+    # the sidebar (the chapter list) is still in view at the foot of the chapter
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    assert 0 <= browser.execute_script(SIDEBAR_TOP) < 100
+
+
+def test_book_tables_tidied_as_docs_conf_says() -> None:
+    """The table rules of docs/conf.py on cells that the committed notebooks hold."""
+    if _missing_book():
+        pytest.skip(_missing_book())
+    spec = importlib.util.spec_from_file_location("book_conf", ROOT / "docs" / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    def table(*rows: tuple[str, ...]) -> list[list[str]]:
+        html = "<table class=\"dataframe\"><tbody>" + "".join(
+            "<tr><th>x</th>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows
+        ) + "</tbody></table>"
+        tidied = conf.tidy_table(html)
+        return [re.findall(r"<td>([^<]*)</td>", row) for row in re.findall(r"<tr>.*?</tr>", tidied)]
+
+    # 07_rpg's decoding table: a count padded to the column's 4 decimals
+    assert table(("0.0275", "1349.0000"), ("0.0186", "231.6257")) == [["0.0275", "1349"], ["0.0186", "231.6257"]]
+    # 08_acerec's ablation table: an object column .round(4) left alone, and NaN
+    assert table(("0.043478", "45.066373", "NaN"), ("-0.000038", "63.774494", "RPG")) == [
+        ["0.0435", "45.0664", "\u2013"], ["0.0000", "63.7745", "RPG"]
+    ]
+    # a column of whole numbers written as floats; fractions and one-decimal numbers stay
+    assert table(("16.0", "1.000", "65.0"), ("8.0", "0.998", "244.4")) == [["16", "1.000", "65.0"], ["8", "0.998", "244.4"]]
 
 
 # ---------------------------------------------------------------------------- JupyterLab

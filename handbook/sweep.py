@@ -421,6 +421,30 @@ def record_sweep(sweep: Sweep, runs_dir: str | Path, dest: str | Path | None = N
     return target
 
 
+def sweep_results(sweep: Sweep, rerun: bool = False, runs_dir: str | Path | None = None,
+                  recorded_dir: str | Path | None = None) -> tuple[pd.DataFrame, Path]:
+    """A chapter's way to a sweep: its recorded runs (default), or, with `rerun`, its runs executed now.
+
+    Returns the results table (`collect`) and the folder whose <sweep>/<run>/ hold the runs, for
+    `seed_arrays`. Recorded runs (results/sweeps/, `record_sweep`) let a chapter compare many
+    trained models in seconds; every run the sweep names must be recorded, else the error says
+    which command records them.
+    """
+    if rerun:
+        folder = Path(runs_dir) if runs_dir is not None else repo_root() / "runs"
+        return run_sweep(sweep, folder, verbose=False), folder
+    folder = resolve(recorded_dir if recorded_dir is not None else RECORDED_DIR)
+    results = collect(sweep, folder)
+    missing = results.loc[results["status"] == "not run", "run"].tolist()
+    if missing:
+        raise SweepError(
+            f"{sweep.path}: {len(missing)} of {len(results)} runs are not recorded in {folder / sweep.name} "
+            f"({', '.join(missing[:3])}): run `python -m handbook.sweep {sweep.path} --record`, "
+            "or set the chapter's rerun parameter to True"
+        )
+    return results, folder
+
+
 def seed_arrays(results: pd.DataFrame, sweep: Sweep, runs_dir: str | Path, filename: str = "ranks.npz") -> dict[int, dict[str, Any]]:
     """{seed: {name: array}} from `filename` (a `write_npz_atomic` file) of every successful run.
 

@@ -27,6 +27,7 @@ from handbook.sweep import (
     run_sweep,
     seed_arrays,
     summarize,
+    sweep_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,6 +288,20 @@ def test_recorded_runs_read_back_as_the_runs_and_keep_no_notebook(finished: tupl
     (recorded / "stale.txt").write_text("old")
     record_sweep(sweep, folder / "runs", folder / "recorded")
     assert not (recorded / "stale.txt").exists() and not list((folder / "recorded").glob(".tiny*"))
+
+
+def test_a_chapter_reads_recorded_runs_or_reruns_them(finished: tuple[Path, int], tmp_path: Path) -> None:
+    folder, _ = finished
+    sweep = load_sweep(folder / "tiny.yaml")
+    record_sweep(sweep, folder / "runs", tmp_path / "recorded")
+    before = len(log_lines(folder / "log.txt"))
+    results, where = sweep_results(sweep, recorded_dir=tmp_path / "recorded")
+    assert where == tmp_path / "recorded" and len(log_lines(folder / "log.txt")) == before  # nothing ran
+    pd.testing.assert_frame_equal(results, collect(sweep, folder / "runs"))
+    with pytest.raises(SweepError, match="not recorded .*--record.*rerun"):
+        sweep_results(sweep, recorded_dir=tmp_path / "elsewhere")
+    again, where = sweep_results(sweep, rerun=True, runs_dir=folder / "runs")  # finished runs are skipped
+    assert where == folder / "runs" and len(again) == len(results)
 
 
 def test_recording_a_sweep_that_never_ran_says_what_to_run(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ print(f"{X.shape[0]} items x {X.shape[1]} dimensions")
 # Here are three levels of plain residual k-means in a few lines of faiss: each level's codebook
 # is the k-means of the residuals the previous levels left.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 residual = X.copy()
 errors = []
 for level in range(n_levels):

@@ -6,6 +6,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
@@ -75,19 +76,25 @@ def scatter_by_label(ax, xy: np.ndarray, labels: np.ndarray, top: int = 7, size:
     ax.legend(markerscale=2.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # never over the points
 
 
-def training_curve(history, loss_label: str = "training loss", metric: str = "val_ndcg@10"):
+def training_curve(history, loss_label: str = "training loss", metric: str = "val_ndcg@10", references=None):
     """Training loss per epoch (left axis) and a validation metric (right axis) of a `fit` run.
 
     history: `TrainResult.history`, a list of per-epoch rows (or a DataFrame of them).
+    references: {label: loss} drawn as dotted horizontal lines on the loss axis, for what a model
+    that ignores the history reaches (`handbook.plateaus`). The legend sits above the axes, off the data.
     """
     rows = pd.DataFrame(history)
-    fig, ax1 = subplots(width=5.5, height=3.2)
-    ax1.plot(rows["epoch"], rows["train_loss"], "o-", label=loss_label)
+    fig, ax1 = subplots(width=5.5, height=3.4)
+    ax1.plot(rows["epoch"], rows["train_loss"], "o-", color=PALETTE[0], label=loss_label)
+    for (label, value), colour in zip((references or {}).items(), PALETTE[4:], strict=False):
+        ax1.axhline(value, color=colour, linestyle=":", linewidth=1.5, label=f"{label} ({value:.3f})")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax1.twinx()
     label = "validation " + metric.removeprefix("val_").replace("ndcg", "NDCG").replace("recall", "Recall")
     ax2.plot(rows["epoch"], rows[metric], "s--", color=PALETTE[1], label=label)
     ax2.set_ylabel(label)
-    fig.legend(loc="upper center", ncols=2)
+    ax2.grid(False)  # one grid, the loss axis's
+    fig.legend(loc="outside upper center", ncols=2, fontsize=8)
     return fig

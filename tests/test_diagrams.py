@@ -82,3 +82,20 @@ def test_a_model_keeps_its_colour_whatever_the_label_says_after_its_name():
     assert model_colour("RPG graph") == MODEL_COLOURS["rpg"]
     assert model_colour("decoder-only") != model_colour("TIGER")
     assert len(set(MODEL_COLOURS.values())) == len(MODEL_COLOURS)
+
+
+def test_training_curve_draws_reference_lines_integer_epochs_and_a_legend_off_the_axes():
+    from handbook.plotting import training_curve
+
+    history = [{"epoch": e, "train_loss": 6.0 - 0.2 * e, "val_ndcg@10": 0.01 * e} for e in range(1, 8)]
+    fig = training_curve(history, references={"plateau": 5.191, "last item": 5.071})
+    loss_axis = fig.axes[0]
+    lines = {line.get_label(): line for line in loss_axis.get_lines()}
+    assert np.allclose(lines["plateau (5.191)"].get_ydata(), 5.191)
+    assert np.allclose(lines["last item (5.071)"].get_ydata(), 5.071)
+    fig.canvas.draw()
+    ticks = [t for t in loss_axis.get_xticks() if 1 <= t <= 7]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    legend_box = fig.legends[0].get_window_extent()
+    axes_box = loss_axis.get_window_extent()
+    assert legend_box.y0 >= axes_box.y1 - 1  # above the data, not on it

@@ -267,7 +267,11 @@ plt.show()
 # with TIGER's commitment weight, `beta = 0.25`.
 #
 # As in the reference code (GRID, RQ-VAE-Recommender), the next residual carries no gradient,
-# $r_{l+1} = \mathrm{sg}(r_l - e_{l,c_l})$, so the commitment of level $l$ never moves earlier codes.
+# $r_{l+1} = \mathrm{sg}(r_l - e_{l,c_l})$. Read the sum with that in mind: only $r_1 = z$ is
+# connected to the encoder, so only level 1's commitment term trains the encoder; the terms of
+# levels $l \ge 2$ train their codebooks (and their commitment terms carry no gradient at all).
+# `RQVAE(residual_gradient="through")` keeps the gradient through every residual, the literal
+# reading of the equation; chapter 11 measures the difference.
 # The forward of one batch of 8 real items through the fitted model, by hand:
 
 # %%
@@ -352,7 +356,9 @@ print(history[["codebook", "latent_norm", "relative quantisation error"]].iloc[[
 # 3. How does OPQ's reconstruction error fall with `pq_digits` in {4, 8, 16, 32}? *Hint:* each digit adds 8 bits.
 
 # %% tags=["solution"]
-# Exercise 1: with 256 centroids on this catalogue many level-1 cells hold one item, and later levels collapse.
+# Exercise 1: with 256 centroids there are about 5 items per centroid here and many level-1 cells hold one
+# item (its residual is zero). No level collapses: the later levels spread the small cells' residuals over
+# more codes than level 1 uses. But each code is now the mean of a handful of items.
 wide = RKMeans(n_levels=n_levels, width=256, seed=seed).fit(X)
 print("perplexity per level, width 256:", np.round(wide.perplexity(wide.encode(X)), 1), f"(width {width}: {np.round(tokenizers['RK-Means'].perplexity(codes['RK-Means']), 1)})")
 

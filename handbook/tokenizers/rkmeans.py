@@ -28,11 +28,12 @@ class RKMeans(Tokenizer):
     rescales level l by the product of the mean residual norms seen in training
     (`level_scales`): reconstruction is approximate, yet about as good.
 
-    Width: k-means wants tens of items per centroid. With W = 256 on ~1.7k items
-    (6.5 per centroid) many level-0 clusters are singletons whose residual is zero,
-    and the deeper levels degenerate (few codes carry most items, many collisions);
-    prefer W around 32-64 for MovieLens-100K, W = 256 for the Amazon sets (12k-18k
-    items), or `init="random"` (faiss's own init), which copes better there.
+    Width: k-means wants tens of items per centroid. With W = 256 on MovieLens-100K's
+    1,349 items (5.3 per centroid) 65 level-0 cells hold a single item, whose residual
+    is then zero: the levels do not collapse (per-level perplexity 152/201/207, 1.8% of
+    items colliding; `init="random"` gives 144/204/216 and 1.5%), but each code is the
+    mean of a handful of items. Prefer W around 32-64 for MovieLens-100K (42/60/61 at
+    W = 64) and W = 256 for the Amazon sets (12k-18k items).
     """
 
     name = "rkmeans"

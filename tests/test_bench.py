@@ -329,3 +329,25 @@ def test_reading_comparison_takes_the_median_round_and_the_right_direction_of_sp
     assert table.loc["RPG exact scoring, hidden 128", "speed-up"] == pytest.approx(2.4 / 1.2)
     assert table.loc["RPG exact scoring, hidden 128", "unit"] == "ms per user"
     assert steal_seconds() >= 0 or np.isnan(steal_seconds())
+
+
+def test_read_results_round_trips_and_names_a_missing_file(results_and_path: tuple[dict, Path]) -> None:
+    results, path = results_and_path
+    assert bench.read_results(path) == json.loads(path.read_text())
+    with pytest.raises(FileNotFoundError, match="make bench"):
+        bench.read_results(path.with_name("results-nowhere.json"))
+
+
+def test_compare_cells_pairs_each_cell_with_the_record_and_leaves_unknown_cells_empty(results: dict) -> None:
+    same = bench.compare_cells(results, results)
+    assert len(same) == sum(r["kind"] == "inference" and not r["batched"] and r["status"] == "ok" for r in results["records"])
+    assert np.allclose(same["here / recorded"], 1.0)
+    faster = json.loads(json.dumps(results))
+    for r in faster["records"]:
+        if r["kind"] == "inference" and not r["batched"]:
+            r["latency_ms_per_user"] /= 2
+    assert np.allclose(bench.compare_cells(results, faster)["here / recorded"], 2.0)
+    elsewhere = {**faster, "records": [r for r in faster["records"] if r["method"] != "rpg_graph"]}
+    table = bench.compare_cells(results, elsewhere)
+    assert table.loc["RPG graph decoding", "recorded"].isna().all()
+    assert table.drop(index="RPG graph decoding")["recorded"].notna().all()

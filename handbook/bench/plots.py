@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from handbook.bench.config import AXIS_METHODS, METHODS, TRAIN_METHODS
+from handbook.bench.config import AXIS_METHODS, TRAIN_METHODS
 from handbook.bench.report import AXIS_LABELS, METHOD_LABELS, axis_series
+
+#: line style per method; each model keeps its book colour, and graph decoding is RPG's, dashed
+STYLES = {"rpg_graph": "s--"}
 
 
 def _short(n: float) -> str:
@@ -32,11 +35,11 @@ def _log_axes(ax, x_values: list, x_log_base: int | None) -> None:
 
 def plot_axis(ax, results: dict[str, Any], axis: str, quantity: str = "latency_ms_per_user", batched: bool = False) -> None:
     """One line per method of `quantity` along `axis` (log scales where the axis spans decades)."""
-    from handbook.plotting import PALETTE
+    from handbook.plotting import model_colour
 
     series = axis_series(results, axis, quantity, batched)
     for method, (x, y) in series.items():
-        ax.plot(x, y, "o-", label=METHOD_LABELS[method], color=PALETTE[METHODS.index(method)])
+        ax.plot(x, y, STYLES.get(method, "o-"), label=METHOD_LABELS[method], color=model_colour(METHOD_LABELS[method]))
     x_values = sorted({x for xs, _ in series.values() for x in xs})
     _log_axes(ax, x_values, {"catalogue": 10, "sid_length": 2}.get(axis))
     ax.set_xlabel(AXIS_LABELS[axis])
@@ -79,10 +82,10 @@ def plot_overview(results: dict[str, Any], title: str | None = None):
 
 def plot_training(ax, results: dict[str, Any], quantity: str = "targets_per_s") -> None:
     """Training `quantity` (targets_per_s or samples_per_s) in fp32 against SID length, one line per model."""
-    from handbook.plotting import PALETTE
+    from handbook.plotting import model_colour
 
     lengths = set()
-    for i, method in enumerate(TRAIN_METHODS):
+    for method in TRAIN_METHODS:
         points = sorted(
             (r["sid_length"], r[quantity])
             for r in results["records"]
@@ -90,7 +93,7 @@ def plot_training(ax, results: dict[str, Any], quantity: str = "targets_per_s") 
             and r.get("precision", "fp32") == "fp32"
         )  # fmt: skip
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=METHOD_LABELS[method], color=PALETTE[i])
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=METHOD_LABELS[method], color=model_colour(method))
             lengths.update(p[0] for p in points)
     _log_axes(ax, sorted(lengths), 2)
     ax.set_xlabel("SID length (digits)")

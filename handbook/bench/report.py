@@ -93,6 +93,44 @@ def load_results(folder: str | os.PathLike = "bench") -> dict[str, dict[str, Any
     }
 
 
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """One results file (relative to the repository root), with an error that says how to make it."""
+    file = resolve(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no bench results there; run `make bench` to record them, or measure here instead")
+    results = json.loads(file.read_text(encoding="utf-8"))
+    if results.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{file}: schema_version {results.get('schema_version')} is not {SCHEMA_VERSION}; re-run `make bench`")
+    return results
+
+
+def compare_cells(
+    here: dict[str, Any], recorded: dict[str, Any], quantity: str = "latency_ms_per_user", batched: bool = False
+):
+    """`quantity` of each ok inference cell of `here` beside the same cell of `recorded`, and their ratio.
+
+    Cells match on method, catalogue size, SID length and beam; a cell the record lacks shows NaN.
+    """
+    import pandas as pd
+
+    def cells(results: dict[str, Any]) -> dict[tuple, float]:
+        return {
+            (r["method"], r["n_items"], r["sid_length"], r["beam"]): r[quantity]
+            for r in results["records"]
+            if r["kind"] == "inference" and r["batched"] == batched and r["status"] == "ok"
+        }
+
+    recorded_cells = cells(recorded)
+    rows = [
+        {"method": METHOD_LABELS[method], "n_items": n, "sid_length": m, "beam": beam, "here": value,
+         "recorded": recorded_cells.get((method, n, m, beam), np.nan)}
+        for (method, n, m, beam), value in cells(here).items()
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["method", "n_items", "sid_length", "beam", "here", "recorded"])
+    table["here / recorded"] = table["here"] / table["recorded"]
+    return table.set_index("method")
+
+
 def describe_machine(results: dict[str, Any]) -> str:
     """One line on where and when the results were measured, and how long the run took."""
     m = results["machine"]

@@ -133,6 +133,22 @@ def test_exact_scoring_ranks_the_planted_item_first() -> None:
     assert torch.allclose(scores[:, 1:], mean_digit_log_prob(log_probs, torch.from_numpy(codes)))
 
 
+@pytest.mark.parametrize("batch", [1, 3, 4, 9])  # both sides of BAG_MIN_BATCH
+@pytest.mark.parametrize("mode", ["mean", "sum"])
+def test_catalogue_scores_are_each_items_digit_log_probs_for_small_and_large_batches(batch: int, mode: str) -> None:
+    from handbook.models.rpg import BAG_MIN_BATCH
+
+    assert 1 <= BAG_MIN_BATCH <= 9
+    n_items, m, width = 30, 4, 8
+    codes = _unique_codes(n_items, m, width, seed=6)
+    model = _tiny_rpg(codes, width)
+    log_probs = _random_log_probs(batch, m, width, seed=batch)
+    scores = model._catalogue_scores(log_probs, mode=mode)
+    assert scores.shape == (batch, n_items + 1) and torch.isinf(scores[:, 0]).all()
+    expected = mean_digit_log_prob(log_probs, torch.from_numpy(codes)) * (m if mode == "sum" else 1)
+    torch.testing.assert_close(scores[:, 1:], expected)
+
+
 # ---------------------------------------------------------------------------- graph decoding
 def _random_log_probs(batch: int, m: int, width: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)

@@ -50,6 +50,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from handbook.device import cpu_model
 from handbook.io import read_npz, write_json_atomic, write_text_atomic
 from handbook.paths import repo_root, resolve
 from handbook.provenance import git_commit
@@ -403,7 +404,7 @@ def record_sweep(sweep: Sweep, runs_dir: str | Path, dest: str | Path | None = N
             "sweep": str(shown),
             "rerun": f"python -m handbook.sweep {shown} --record",
             "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "machine": {"platform": platform.platform(), "processor": cpu_model(),
                         "cpus": os.cpu_count(), "python": platform.python_version()},
             "runs": int(len(results)), "ok": int((results["status"] == "ok").sum()),
         }  # fmt: skip
@@ -422,7 +423,7 @@ def record_sweep(sweep: Sweep, runs_dir: str | Path, dest: str | Path | None = N
 
 
 def sweep_results(sweep: Sweep, rerun: bool = False, runs_dir: str | Path | None = None,
-                  recorded_dir: str | Path | None = None) -> tuple[pd.DataFrame, Path]:
+                  recorded_dir: str | Path | None = None, workers: int = 1) -> tuple[pd.DataFrame, Path]:
     """A chapter's way to a sweep: its recorded runs (default), or, with `rerun`, its runs executed now.
 
     Returns the results table (`collect`) and the folder whose <sweep>/<run>/ hold the runs, for
@@ -432,7 +433,7 @@ def sweep_results(sweep: Sweep, rerun: bool = False, runs_dir: str | Path | None
     """
     if rerun:
         folder = Path(runs_dir) if runs_dir is not None else repo_root() / "runs"
-        return run_sweep(sweep, folder, verbose=False), folder
+        return run_sweep(sweep, folder, workers=workers, verbose=False), folder
     folder = resolve(recorded_dir if recorded_dir is not None else RECORDED_DIR)
     results = collect(sweep, folder)
     missing = results.loc[results["status"] == "not run", "run"].tolist()

@@ -225,14 +225,18 @@ table[["fit_seconds"]].T.round(1)
 # How many items each code carries, sorted, per digit. A flat curve is a well-used codebook.
 
 # %%
-fig, axes = plotting.subplots(ncols=len(tokenizers), width=2.8, height=2.6, sharey=True)
-for ax, (name, tok) in zip(axes, tokenizers.items(), strict=True):
+n_cols = 3  # two rows of three panels: legible at the book's column width
+fig, axes = plotting.subplots(ncols=n_cols, nrows=-(-len(tokenizers) // n_cols), width=3.0, height=2.4, sharey=True)
+for ax, (name, tok) in zip(axes.flat, tokenizers.items(), strict=False):
     for digit, usage in enumerate(tok.code_usage(codes[name])[:3]):
         ax.plot(np.sort(usage)[::-1], label=f"digit {digit + 1}")
     ax.set_title(name)
     ax.set_xlabel("code rank")
-axes[0].set_ylabel("items per code")
-axes[0].legend(fontsize=8)
+for ax in axes[:, 0]:
+    ax.set_ylabel("items per code")
+for ax in axes.flat[len(tokenizers):]:  # the spare panel holds the legend
+    ax.axis("off")
+    ax.legend(*axes.flat[0].get_legend_handles_labels(), loc="center", title="first three digits")
 plt.show()
 
 # %% [markdown]
@@ -271,7 +275,7 @@ plt.show()
 # connected to the encoder, so only level 1's commitment term trains the encoder; the terms of
 # levels $l \ge 2$ train their codebooks (and their commitment terms carry no gradient at all).
 # `RQVAE(residual_gradient="through")` keeps the gradient through every residual, the literal
-# reading of the equation; chapter 11 measures the difference.
+# reading of the equation; the over-seeds chapter measures the difference.
 # The forward of one batch of 8 real items through the fitted model, by hand:
 
 # %%
@@ -333,9 +337,9 @@ print(history[["codebook", "latent_norm", "relative quantisation error"]].iloc[[
 # %% [markdown]
 # Both quantisation numbers rise while training goes well, for two reasons the table separates.
 # The reconstruction term lets the encoder spread its latents out: their squared norm grows
-# from 0.0704 in the first epoch to 0.6616 in the last, and a code's squared error grows with the
+# from 0.0704 in the first epoch to 0.6711 in the last, and a code's squared error grows with the
 # scale of what it quantises. And the codes follow only part of the way: even relative to the
-# latents' size the error rises, from 0.2119 to 0.3329, because at `beta = 0.25` the
+# latents' size the error rises, from 0.2119 to 0.3534, because at `beta = 0.25` the
 # reconstruction pulls harder on the encoder than the commitment does. What the tokenizer is
 # trained for, the reconstruction (left, blue), falls throughout.
 

@@ -204,14 +204,19 @@ paper
 #
 # A decoder that generates a SID digit by digit can produce codes that name no item. The **prefix
 # trie** of the SID table stores, for every valid prefix, the codes that continue it. Here are the
-# SIDs of the items whose first code is that of item 1, in the 3 x `dedup_width` table with its
-# de-duplication digit (the drawing starts at that shared first code; the coloured path is item 1's):
+# SIDs of a few items that share their first code, in the 3 x `dedup_width` table with its
+# de-duplication digit. The coloured path is an item that collided: its first three codes are
+# another item's, so its de-duplication digit is not 0 (the drawing starts at the shared first code):
 
 # %%
-same_first = np.flatnonzero(table.codes[:, 0] == table.codes[0, 0])
-print(f"{len(same_first)} items start with code {table.codes[0, 0]}; drawn: the first {min(len(same_first), 12)}")
-fig = diagrams.prefix_trie(table.codes[same_first[:12], 1:], item_ids=same_first[:12] + 1, highlight=(table.codes[0, 1],),
-                           root=f"code {table.codes[0, 0]}", first_digit=2)  # fmt: skip
+collided = np.flatnonzero(table.codes[:, -1] > 0)[0]  # the first row whose de-duplication digit is not 0
+same_first = np.flatnonzero(table.codes[:, 0] == table.codes[collided, 0])
+twins = same_first[(table.codes[same_first, :-1] == table.codes[collided, :-1]).all(axis=1)]  # same three codes
+drawn = np.concatenate([twins, same_first[~np.isin(same_first, twins)]])[:12]
+print(f"item {collided + 1}: SID {table.codes[collided].tolist()}, sharing its first three codes with item(s) {(twins[twins != collided] + 1).tolist()}")
+print(f"{len(same_first)} items start with code {table.codes[collided, 0]}; drawn: {len(drawn)}")
+fig = diagrams.prefix_trie(table.codes[drawn, 1:], item_ids=drawn + 1, highlight=tuple(table.codes[collided, 1:]),
+                           root=f"code {table.codes[collided, 0]}", first_digit=2)  # fmt: skip
 
 # %% [markdown]
 # **Constrained beam search** keeps the $B$ best prefixes. At digit $t$ a beam with prefix $c_{<t}$

@@ -371,7 +371,9 @@ print({name: f"{t.collision_rate:.1%} of items collide" for name, t in tables.it
 # %% [markdown]
 # How to read it. An arm's verdict is "difference" only when its interval excludes 0; at this number of
 # test users the intervals are about as wide as most of the arms' gaps, so most design choices at this size
-# are inside the noise, which is why GRID and notebook 09 repeat runs over seeds. The training time is
+# are inside the noise of the test users. That interval says nothing about the noise of training: another
+# seed gives another model, and a gap can change sign with it. That second noise is why GRID and the
+# sweeps of notebook 09 repeat runs over seeds, and chapter 11 pools both. The training time is
 # wall-clock on a shared CPU (not checked by the tests). RVQ's plain residual codebooks (no learned
 # encoder) collide more often than RK-Means or RQ-VAE (the last line), so the de-duplication digit
 # carries more of its SIDs.

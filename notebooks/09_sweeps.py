@@ -33,6 +33,7 @@
 # ## 0 · Setup
 
 # %%
+import json
 import platform
 
 import matplotlib.pyplot as plt
@@ -56,6 +57,7 @@ from handbook.sweep import (
     run_sweep,
     summarize,
     summary_markdown,
+    sweep_results,
 )
 
 plotting.setup()
@@ -66,7 +68,9 @@ print(f"device for the runs: {resolve_device('auto')}")
 
 # %% tags=["parameters"]
 OUTPUT_DIR = "runs/09_sweeps"  # runs go to OUTPUT_DIR/<sweep name>/<run>/, relative to the repository root
-sweep = "sweeps/rpg-sid-length-smoke.yaml"  # the sweep file to run, relative to the repository root
+sweep = "sweeps/rpg-sid-length-smoke.yaml"  # the sweep whose results sections 1, 3 and 4 read, relative to the repository root
+rerun = False  # False: read `sweep`'s runs recorded in results/sweeps/; True: execute its unfinished runs under OUTPUT_DIR (minutes)
+live_sweep = "sweeps/matmul-throughput-smoke.yaml"  # the sweep section 2 executes here, in seconds (notebook 00 at two sizes)
 seeds = None  # replace the file's seeds, e.g. [0, 1, 2]; None keeps them
 workers = 1  # notebooks executed at once, each in its own process
 device = "auto"  # every run's `device` parameter: "auto", "cpu" or "cuda"
@@ -78,7 +82,7 @@ sweep_path = resolve(sweep)
 # %% [markdown]
 # ## 1 · A sweep file
 #
-# A sweep is a short YAML file in `sweeps/`. This is the one this notebook runs:
+# A sweep is a short YAML file in `sweeps/`. This is the one whose results this notebook reads:
 
 # %%
 print(sweep_path.read_text(encoding="utf-8"))
@@ -128,13 +132,38 @@ typo.unlink()
 # the failed ones. Add a seed and only the new runs execute; change a fixed parameter and every run
 # executes again. Kernels share the CPU, so their OpenMP threads are told to sleep rather than spin
 # while they wait (`OMP_WAIT_POLICY=PASSIVE`), which changes the speed only, never a result.
+#
+# A sweep that trains models takes minutes per run, so the one executed here is `live_sweep`:
+# notebook 00's matrix-multiply check at two sizes and two seeds, seconds per run, through the same
+# machinery.
 
 # %% tags=["nbval-ignore-output"]
-results = run_sweep(spec, out, workers=workers)
-
-# %% tags=["nbval-ignore-output"]
-first = out / spec.name / spec.runs()[0].name
+live_spec = load_sweep(resolve(live_sweep), overrides={"device": device}, seeds=seeds)
+live = run_sweep(live_spec, out, workers=workers, verbose=False)  # the table below says how each run went
+first = out / live_spec.name / live_spec.runs()[0].name
 print(f"{first.relative_to(out)}/:", ", ".join(sorted(p.name for p in first.iterdir())))
+live[["run", *live_spec.name_keys, "status", "seconds"]].join(report_values(live, live_spec.report)).round(1)
+
+# %% [markdown]
+# ### 2.1 Recorded runs
+#
+# `python -m handbook.sweep sweeps/<sweep>.yaml --record` runs a sweep, then copies what a chapter
+# reads into `results/sweeps/<sweep>/`: each run's parameters, its status (with the commit it ran
+# and when it finished), its `metrics.json` and per-user ranks, but not the executed notebook; and,
+# beside the runs, `results.csv`, `summary.md` and `recorded.json` (the command that records it
+# again, the date, the machine). These folders are committed, so a chapter that compares many
+# trained models reads them in a second. `sweep_results` is that reading: the recorded runs by
+# default, or with `rerun=True` the runs executed now. The RPG sweep of section 1, as recorded:
+
+# %% tags=["nbval-ignore-output"]
+results, runs_folder = sweep_results(spec, rerun=rerun, runs_dir=out)
+if rerun:
+    print(f"{spec.name}: executed under {runs_folder}")
+else:
+    about = json.loads((runs_folder / spec.name / "recorded.json").read_text(encoding="utf-8"))
+    print(f"{spec.name}: recorded {about['recorded'][:10]} on {about['machine']['processor']} ({about['machine']['cpus']} CPUs); again with `{about['rerun']}`")
+    recorded_bytes = sum(path.stat().st_size for path in (runs_folder / spec.name).rglob("*") if path.is_file())
+    print(f"{len(results)} runs, {recorded_bytes / 1024:.0f} KiB in results/sweeps/{spec.name}/")
 
 # %% [markdown]
 # ## 3 · The collected results
@@ -210,16 +239,17 @@ else:
 
 # %% [markdown]
 # **The smoke results lie below most-popular.** Most-popular scores 0.0224 (interval over the 943
-# test users [0.0159, 0.0289]); RPG's mean NDCG@10 is 0.0039 at m = 4 and 0.0081 at m = 8 with exact
-# scoring, 0.0027 and 0.0057 with graph decoding: every setting below the interval's lower end. The
+# test users [0.0159, 0.0289]); RPG's mean NDCG@10 is 0.0072 at m = 4 and 0.0114 at m = 8 with exact
+# scoring, 0.0053 and 0.0064 with graph decoding: every setting below the interval's lower end. The
 # reason is the smoke size, not RPG: each run trains a 32-wide RPG (`hidden: 32`, `ffn: 64`) for one
-# epoch (`epochs: 1`), where notebook 07 reads RPG at `hidden = 128` for `epochs = 8`; a model this
-# small and this briefly trained has not yet learned the popularity most-popular reads off the counts.
-# The smoke sweep checks the machinery (runs, skips, tables) in minutes; what the SID length does to
-# RPG is the question of the full `rpg-sid-length.yaml`, at the notebook's reading size. (The interval
-# is most-popular's over test users, not a paired interval with each run: that would need the runs'
-# per-user ranks.) Nor do the two lengths differ measurably: the seed spreads (0.0044 at m = 4) are as
-# wide as the gap.
+# epoch (`epochs: 1`), where notebook 07 reads RPG at `hidden = 128` for up to `epochs = 8`; a model
+# this small and this briefly trained has not yet learned even the popularity most-popular reads off
+# the counts (notebook 07 draws that plateau on its loss curve). The smoke sweep checks the
+# machinery (runs, skips, tables) in minutes; what the SID length does to RPG is the question of the
+# full `rpg-sid-length.yaml`, at the notebook's reading size. (The interval is most-popular's over
+# test users, not a paired interval with each run: that would need the runs' per-user ranks.) Nor do
+# the two lengths differ measurably: their gap is about twice the larger seed spread (0.0018 at m = 8),
+# and two seeds cannot tell that from noise.
 
 # %% [markdown]
 # Each bar is a setting's mean over seeds, the error bar one standard deviation, and the dots the
@@ -287,7 +317,7 @@ print(pd.DataFrame(rows).to_string(index=False))
 # %% tags=["solution"]
 # Exercise 1: the seeds are the outer loop and finished runs are skipped, so only seed 2's runs are new.
 more = load_sweep(sweep_path, overrides={"device": device}, seeds=[0, 1, 2])
-finished = {run.name for run in spec.runs() if (out / spec.name / run.name / "metrics.json").exists()}
+finished = {run.name for run in spec.runs() if (runs_folder / spec.name / run.name / "metrics.json").exists()}
 new = [run.name for run in more.runs() if run.name not in finished]
 print(f"{len(more.runs())} runs in all, {len(new)} would execute: {new}")
 print("with 3 seeds the standard deviation has 2 degrees of freedom instead of 1: still a rough estimate")
@@ -343,6 +373,9 @@ metrics = {
     "n_ok": int((results["status"] == "ok").sum()),
     "n_failed": int((results["status"] == "failed").sum()),
     "run_seconds": float(results["seconds"].sum()),  # the runs' own time, also when this notebook skipped them
+    "read": "executed" if rerun else "recorded",
+    "live_sweep": live_spec.name,
+    "live_n_ok": int((live["status"] == "ok").sum()),
     "summary": {
         label: {key: int(value) if key == "n" else None if pd.isna(value) else float(value) for key, value in row.items() if key not in spec.setting_keys}
         for label, (_, row) in zip(labels, summary.iterrows(), strict=True)

@@ -49,7 +49,7 @@ from handbook.metrics import (
     summarize,
 )
 from handbook.paths import output_dir, resolve
-from handbook.sweep import load_sweep, run_sweep, seed_arrays
+from handbook.sweep import load_sweep, seed_arrays, sweep_results
 
 plotting.setup()
 
@@ -62,7 +62,8 @@ comparison_sweep = "sweeps/reading-comparison.yaml"  # notebook 08 at its defaul
 whitening_sweep = "sweeps/reading-whitening.yaml"  # RPG and ACERec with PCA whitening before OPQ, same seeds; "" skips section 6
 tiger_sweeps = ["sweeps/tiger-reference-choices.yaml", "sweeps/tiger-gradient-augmentation.yaml"]  # notebook 06's TIGER arms; [] skips section 7
 merger_sweep = "sweeps/reading-merger-mlp.yaml"  # notebook 08's MLP merger against the ATM, same seeds; "" leaves it out of section 4
-runs_dir = "runs"  # where the sweeps' runs lie (unfinished ones are run first), relative to the repository root
+rerun = False  # False: read the sweeps' runs recorded in results/sweeps/; True: execute their unfinished runs under runs_dir (hours on a CPU)
+runs_dir = "runs"  # where rerun=True puts the sweeps' runs, relative to the repository root
 workers = 1  # notebooks the sweeps execute at once
 confidence = 0.95  # level of every paired bootstrap interval
 popularity_edges = [1, 10, 50, 150]  # cold-start bucket edges, in training interactions of the target (notebook 08's)
@@ -98,22 +99,27 @@ MODELS = {"most-popular": "most-popular", "SASRec": "SASRec", "TIGER": "TIGER (b
 # %% [markdown]
 # ## 2 · The runs
 #
-# `run_sweep` executes every run a sweep names that is not finished yet (each into its own folder
-# under `runs_dir`), then collects them; a finished run is read, not repeated. Each run of notebook
-# 08 (or 06) writes `ranks.npz`: every model's 0-based test rank per user.
+# The five sweeps' runs of notebooks 08 and 06 take about an hour of CPU (each sweep's minutes print
+# below), so by default this chapter reads them as recorded in `results/sweeps/<sweep>/` (chapter 09 shows how a sweep is
+# recorded; each folder's `recorded.json` gives the command that records it again, the date and the
+# machine). With `rerun = True` it executes every run that is not finished yet under `runs_dir`
+# instead. Each run of notebook 08 (or 06) writes `ranks.npz`: every model's 0-based test rank per
+# user.
 
 # %% tags=["nbval-ignore-output"]
 def run_and_load(path):
-    """Run a sweep's unfinished runs, then {seed: {model: per-user ranks}} of its finished ones."""
+    """{seed: {model: per-user ranks}} of a sweep's recorded runs (or, with rerun, of its runs executed now)."""
     sweep = load_sweep(resolve(path))
-    results = run_sweep(sweep, runs_folder, workers=workers, verbose=False)
+    results, folder = sweep_results(sweep, rerun=rerun, runs_dir=runs_folder, workers=workers)
     failed = results[results["status"] != "ok"]
     if len(failed):
         print(f"{sweep.name}: {len(failed)} run(s) not finished: {failed[['run', 'status', 'error']].to_dict('records')}")
     print(f"{sweep.name}: seeds {sorted(results.loc[results['status'] == 'ok', 'seed'])}, {results['seconds'].sum() / 60:.0f} min of runs")
-    return seed_arrays(results, sweep, runs_folder)
+    folders[sweep.name] = folder
+    return seed_arrays(results, sweep, folder)
 
 
+folders = {}  # sweep name -> the folder its runs were read from
 comparison = run_and_load(comparison_sweep)
 whitening = run_and_load(whitening_sweep) if whitening_sweep else {}
 tiger = [run_and_load(path) for path in tiger_sweeps]  # one {seed: {arm: ranks}} per sweep
@@ -148,7 +154,7 @@ print(f"{len(seeds)} seeds x {per_user.shape[1]} users; per seed {np.round(hand_
 # %%
 sweep = load_sweep(resolve(comparison_sweep))
 first_run = next(run for run in sweep.runs() if run.params["seed"] == seeds[0])
-setting = read_metrics(runs_folder / sweep.name / first_run.name)
+setting = read_metrics(folders[sweep.name] / sweep.name / first_run.name)
 print(f"{setting['dataset']}: {setting['n_users']} users, {setting['n_items']} items; RPG and ACERec on {setting['n_digits']}-digit SIDs, ACERec with k = {setting['n_latents']} latents per item")
 
 # %%
@@ -328,38 +334,43 @@ tiger_table.round(4)
 # Three seeds of each sweep at its defaults (NDCG@10, mean ± sd over seeds; intervals pooled as in
 # section 1):
 #
-# - **Every method.** SASRec (0.0597 ± 0.0021) is above every generative model here. ACERec
-#   (0.0322 ± 0.0013) and TIGER (0.0317 ± 0.0018) are no different: TIGER minus ACERec -0.0005
-#   [-0.0066, 0.0053], and the seeds disagree on its sign. Both are above most-popular (0.0224)
-#   and RPG (0.0213 ± 0.0022); RPG is no different from most-popular.
-# - **ACERec's ladder.** The ISA loss is the one rung measured on its own: + ISA minus + intent
-#   token +0.0033 [0.0002, 0.0067], every seed positive. The intent token's interval excludes 0
-#   (+0.0055 [0.0012, 0.0098]) but one seed of three goes the other way, so it is not claimed; the
-#   merger over RPG and the reconstruction loss over + ISA are no measurable difference. The whole
-#   ladder is: RPG minus ACERec -0.0109 [-0.0156, -0.0064]. No merger variant (MLP, mean pooling,
-#   convolution) and no other k differs measurably from the ATM at k = 2.
+# - **Every method.** SASRec (0.0567 ± 0.0039) is above every generative model here. ACERec
+#   (0.0331 ± 0.0013) and TIGER (0.0312 ± 0.0013) are no different: TIGER minus ACERec -0.0019
+#   [-0.0083, 0.0044]. Both are above most-popular (0.0224; most-popular minus TIGER -0.0088
+#   [-0.0157, -0.0018], minus ACERec -0.0107 [-0.0187, -0.0028]) and above RPG (0.0228 ± 0.0021),
+#   which is no different from most-popular (-0.0004 [-0.0077, 0.0071]): in notebook 08's three
+#   epochs RPG has not left its popularity plateau (notebook 07 draws it).
+# - **ACERec's ladder.** With a merger whose attention moves away from uniform, two rungs are
+#   measured on their own, every seed positive: the merger over RPG (+0.0054 [0.0016, 0.0093]) and
+#   the intent token (+0.0034 [0.0013, 0.0056]). ISA (+0.0015 [-0.0017, 0.0048]) and the
+#   reconstruction loss (+0.0001) are no measurable difference. Mean pooling of groups (-0.0056
+#   [-0.0093, -0.0021]) and the convolution (-0.0042 [-0.0076, -0.0011]) are measurably below the
+#   ATM, every seed; the MLP merger's interval (-0.0030 [-0.0057, -0.0004]) excludes 0 but one seed
+#   of three goes the other way, so it is not claimed. k = 1 is below k = 2 (-0.0048 [-0.0082,
+#   -0.0015]); k = 4 is no different (+0.0003).
 # - **Cold start.** Most-popular scores 0 on every target below 150 training interactions, and
 #   every model scores 0 on the 33 users whose target has 1-9. ACERec's gain over RPG is in the
-#   frequent buckets: +0.0042 [+0.0011, +0.0084] at 50-149 and +0.0229 [+0.0130, +0.0340] at 150+.
-# - **Whitening** at full dimension cost ACERec -0.0123 [-0.0186, -0.0062], every seed; for RPG
-#   -0.0025 [-0.0087, 0.0039] is no measurable difference. Notebook 08 therefore does not whiten;
+#   frequent buckets: +0.0058 [+0.0022, +0.0105] at 50-149 and +0.0207 [+0.0096, +0.0325] at 150+.
+# - **Whitening** at full dimension cost ACERec -0.0071 [-0.0133, -0.0009], every seed; for RPG
+#   -0.0031 [-0.0094, 0.0030] is no measurable difference. Notebook 08 therefore does not whiten;
 #   notebook 07 and the paper settings keep the reference tokenizer's whitening.
 # - **TIGER's reference choices.** TIGER's own recipe (lr 0.01, inverse-square-root decay, here
-#   with AdamW) is measurably worse than the handbook's: -0.0119 [-0.0177, -0.0064]. The per-level
-#   head, relative positions and GRID's recipe are no measurable difference, so the handbook keeps
-#   its defaults (full-vocabulary softmax, absolute positions, AdamW with a cosine schedule).
-# - **GRID's sub-sequences** at the baseline's number of steps are measurably worse than prefixes:
-#   -0.0072 [-0.0133, -0.0013], every seed, so prefixes stay the default. A likely reason, not
-#   measured here: a user of $n$ training items gives $n(n-1)/2$ sub-sequences but $n - 1$ prefixes,
-#   so a uniform draw over sub-sequences trains mostly on the heaviest raters, while every test user
-#   counts once.
+#   with AdamW) is measurably worse than the handbook's: -0.0136 [-0.0188, -0.0087]. The per-level
+#   head (+0.0024), relative positions (-0.0003) and GRID's recipe (-0.0019) are no measurable
+#   difference, so the handbook keeps its defaults (full-vocabulary softmax, absolute positions,
+#   AdamW with a cosine schedule).
+# - **GRID's sub-sequences** at the baseline's number of steps: -0.0051 [-0.0109, 0.0005], no
+#   measurable difference from prefixes, which stay the default. A user of $n$ training items gives
+#   $n(n-1)/2$ sub-sequences but $n - 1$ prefixes, so a uniform draw over sub-sequences trains
+#   mostly on the heaviest raters, while every test user counts once.
 # - **RQ-VAE's gradient path.** RQ-VAE with the references' stopped gradient is no different from
-#   RK-Means (+0.0015 [-0.0028, 0.0059]), and letting the gradient through each residual (TIGER's
-#   loss read literally) is no measurable difference from it (-0.0032 [-0.0075, 0.0009], the seeds
-#   disagree). The handbook keeps the references' path.
+#   RK-Means (+0.0018 [-0.0035, 0.0073]), and letting the gradient through each residual (TIGER's
+#   loss read literally) is no measurable difference from it (-0.0005 [-0.0052, 0.0039]). The
+#   handbook keeps the references' path.
 #
 # These are MovieLens (`ml-100k`) at the reading configuration: small models, histories of 5 items, a
-# few epochs. They say which choices matter at this size, not on the papers' Amazon benchmark.
+# few epochs, most models at their best validation score on their last epoch. They compare short
+# runs at this size, not trained models on the papers' Amazon benchmark.
 
 # %% [markdown]
 # ## Summary

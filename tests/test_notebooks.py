@@ -7,6 +7,7 @@ HANDBOOK_DEVICE=cuda, which sets the `device` parameter of every notebook that h
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 
 from handbook.runner import execute_notebook
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
 DEVICE = os.environ.get("HANDBOOK_DEVICE")  # e.g. "cuda" under `make test-gpu`; None: each default
 
 # Small parameters per notebook, and a check of what its metrics.json must hold.
@@ -58,16 +60,10 @@ SMALL = {
         "epochs": 1,
         "popularity_edges": [1, 50],
     },
-    "09_sweeps": {"sweep": "sweeps/matmul-throughput-smoke.yaml"},
-    "11_over_seeds": {  # the smoke twins of its sweeps (two seeds of the comparison, one of the others)
-        "comparison_sweep": "sweeps/reading-comparison-smoke.yaml",
-        "whitening_sweep": "sweeps/reading-whitening-smoke.yaml",
-        "tiger_sweeps": ["sweeps/tiger-reference-choices-smoke.yaml", "sweeps/tiger-gradient-augmentation-smoke.yaml"],
-        "merger_sweep": "sweeps/reading-merger-mlp-smoke.yaml",
-        "runs_dir": "sweep-runs",
-        "popularity_edges": [1, 50],
-    },
-    "10_efficiency": {
+    "09_sweeps": {},  # its defaults: the matmul sweep executed live, the RPG smoke sweep read as recorded
+    "11_over_seeds": {},  # its defaults: the five sweeps as recorded in results/sweeps/ (seconds)
+    "10_efficiency": {  # the whole grid measured here, at toy sizes
+        "rerun": True,
         "catalogue_sizes": [1000, 2000],
         "fixed_catalogue": 1000,
         "sid_lengths": [8],
@@ -189,12 +185,15 @@ def check_08_acerec(metrics: dict) -> None:
 
 
 def check_09_sweeps(metrics: dict) -> None:
-    assert metrics["sweep"] == "matmul-throughput-smoke" and metrics["notebook"] == "00_overview.ipynb"
+    assert metrics["live_sweep"] == "matmul-throughput-smoke" and metrics["live_n_ok"] == 4  # 2 sizes x 2 seeds
+    # the recorded RPG smoke sweep, as committed in results/sweeps/
+    assert metrics["read"] == "recorded"
+    assert metrics["sweep"] == "rpg-sid-length-smoke" and metrics["notebook"] == "07_rpg.ipynb"
     assert (metrics["n_runs"], metrics["n_ok"], metrics["n_failed"]) == (4, 4, 0)
     summary = metrics["summary"]
-    assert set(summary) == {"matrix_size=64", "matrix_size=128"}  # 2 sizes x 2 seeds
+    assert set(summary) == {"n_digits=4", "n_digits=8"}  # 2 lengths x 2 seeds
     for setting, row in summary.items():
-        assert row["n"] == 2 and row["GFLOP/s mean"] > 0 and row["GFLOP/s std"] >= 0, setting
+        assert row["n"] == 2 and 0 <= row["ndcg@10 mean"] <= 1 and row["ndcg@10 std"] >= 0, setting
 
 
 def check_10_efficiency(metrics: dict) -> None:
@@ -214,23 +213,29 @@ def check_10_efficiency(metrics: dict) -> None:
 
 
 def check_11_over_seeds(metrics: dict) -> None:
-    assert metrics["seeds"] == [0, 1]
+    assert metrics["seeds"] == [0, 1, 2]  # the recorded sweeps, three seeds each
     methods = ["most-popular", "SASRec", "TIGER", "RPG", "ACERec"]
     assert set(metrics["every_method"]) == set(methods)
     for name, values in metrics["every_method"].items():
-        assert all(0 <= v <= 1 for v in values["ndcg@10"]) and len(values["ndcg@10"]) == 2, name
+        assert all(0 <= v <= 1 for v in values["ndcg@10"]) and len(values["ndcg@10"]) == 3, name
     assert len(metrics["pairs"]) == 10  # every pair of the five
     for name, row in metrics["pairs"].items():
         assert row["low"] <= row["difference"] <= row["high"], name
-    # the smoke sweep's rungs and variants, each against the one it builds on
-    assert set(metrics["ladder"]) == {"RPG", "+ intent token", "+ ISA", "merger mean", "merger mlp", "k=1"}
+    # every rung, merger variant and k, each against the one it builds on
+    assert set(metrics["ladder"]) == {
+        "RPG", "+ merger", "+ intent token", "+ ISA", "+ reconstruction",
+        "merger mean", "merger conv", "merger mlp", "k=1", "k=4",
+    }  # fmt: skip
     assert metrics["ladder"]["merger mlp"]["vs"] == "+ ISA"  # paired with the full model of its own runs
     assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
     assert set(metrics["whitening"]) == {"RPG", "ACERec"}
     tiger = metrics["tiger_reference_choices"]  # both TIGER sweeps, one baseline
-    assert set(tiger) == {"baseline", "tiger-recipe", "subsequences", "rqvae", "rqvae-through-residuals"}
+    assert set(tiger) == {
+        "baseline", "per-level-head", "relative-positions", "tiger-recipe", "grid-recipe",
+        "subsequences", "rqvae", "rqvae-through-residuals",
+    }  # fmt: skip
     assert tiger["rqvae-through-residuals"]["vs"] == "rqvae" and tiger["subsequences"]["vs"] == "baseline"
-    assert set(metrics["cold_start_acerec_minus_rpg"]) <= {"0", "1-49", "50+"}
+    assert set(metrics["cold_start_acerec_minus_rpg"]) <= {"0", "1-9", "10-49", "50-149", "150+"}
 
 
 CHECKS = {
@@ -272,6 +277,16 @@ def test_notebook_runs_with_small_parameters(name: str, tmp_path: Path) -> None:
     metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, params)
     CHECKS[name](metrics)
     assert (tmp_path / f"{name}.ipynb").is_file()
+
+
+@pytest.mark.notebook
+def test_efficiency_reads_the_recorded_bench_by_default(tmp_path: Path) -> None:
+    small = {k: v for k, v in SMALL["10_efficiency"].items() if k != "rerun"}
+    metrics = execute_notebook(NOTEBOOKS / "10_efficiency.ipynb", tmp_path, small)
+    recorded = json.loads((REPO / "bench" / "results-cpu.json").read_text())
+    assert metrics["read"] == "bench/results-cpu.json" and metrics["seconds"] == recorded["seconds"]
+    assert set(metrics["latency_ms_per_user"]["RPG exact scoring"]) == {str(n) for n in recorded["config"]["catalogue_sizes"]}
+    assert set(metrics["live_latency_ms_per_user"]["RPG exact scoring"]) == {"1000"}  # the one live case
 
 
 @pytest.mark.notebook

@@ -62,7 +62,7 @@ comparison_sweep = "sweeps/reading-comparison.yaml"  # notebook 08 at its defaul
 whitening_sweep = "sweeps/reading-whitening.yaml"  # RPG and ACERec with PCA whitening before OPQ, same seeds; "" skips section 6
 tiger_sweeps = ["sweeps/tiger-reference-choices.yaml", "sweeps/tiger-gradient-augmentation.yaml"]  # notebook 06's TIGER arms; [] skips section 7
 merger_sweep = "sweeps/reading-merger-mlp.yaml"  # notebook 08's MLP merger against the ATM, same seeds; "" leaves it out of section 4
-rerun = False  # False: read the sweeps' runs recorded in results/sweeps/; True: execute their unfinished runs under runs_dir (hours on a CPU)
+rerun = False  # False: read the sweeps' runs recorded in results/sweeps/; True: execute their unfinished runs under runs_dir (about an hour on 2 cores)
 runs_dir = "runs"  # where rerun=True puts the sweeps' runs, relative to the repository root
 workers = 1  # notebooks the sweeps execute at once
 confidence = 0.95  # level of every paired bootstrap interval

@@ -68,9 +68,11 @@ def train_small_tiger(
     beam_size: int = 10,
     output: str = "full_vocab",
     positions: str = "absolute",
+    patience: int | None = None,
 ) -> tuple[TIGER, TrainResult]:
     """Notebook 06's TIGER baseline: RK-Means 3 x `width` IDs with the de-duplication digit,
-    one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`;
+    one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`
+    after every epoch (at most `epochs`, stopping after `patience` without improvement);
     `output` and `positions` as in `TIGER`."""
     codes = make_tokenizer("rkmeans", n_levels=3, width=width, seed=seed).fit_encode(embeddings)
     sids = SemanticIDs.from_codes(codes, width, dedup=True)
@@ -85,7 +87,7 @@ def train_small_tiger(
         return evaluate_generative(m, valid_histories, valid_targets, ks=(10,), beam_size=beam_size)
 
     run = fit(
-        model, batches, validate, epochs=epochs, lr=3e-3, warmup_steps=100, schedule="cosine", patience=None,
+        model, batches, validate, epochs=epochs, lr=3e-3, warmup_steps=100, schedule="cosine", patience=patience,
         device=device, seed=seed, show_progress=False,
     )  # fmt: skip
     return model, run

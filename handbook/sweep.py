@@ -4,7 +4,7 @@ A sweep is a YAML file (see `sweeps/`):
 
     notebook: notebooks/07_rpg.ipynb          # relative to the repository root
     description: RPG, test NDCG@10 against SID length m
-    fixed: {epochs: 8}                        # parameters of every run
+    fixed: {rerun: true, epochs: 8}           # parameters of every run (a chapter with `rerun` must train)
     grid: {hidden: [64, 128]}                 # cartesian product of named axes (optional)
     cases:                                    # bundles of parameters that move together (optional)
       - {n_digits: 8, digit_sweep: [8]}
@@ -268,6 +268,9 @@ def load_sweep(
         fixed[name] = value
 
     settable = {*fixed, *grid, *cases[0], *(["seed"] if seeds is not None else [])}
+    if "rerun" in known and "rerun" not in settable:
+        # a chapter with `rerun` reads recorded runs by default: every run would show the same record
+        raise SweepError(f"{path}: {notebook.name} reads its recorded runs unless told to train; add `rerun: true` to `fixed`")
     for column, template in report.items():
         if not isinstance(template, str):
             raise SweepError(f"{path}: `report.{column}` must be a metrics key string, got {template!r}")
@@ -444,6 +447,58 @@ def sweep_results(sweep: Sweep, rerun: bool = False, runs_dir: str | Path | None
             "or set the chapter's rerun parameter to True"
         )
     return results, folder
+
+
+@dataclass
+class RecordedRun:
+    """One recorded run: its metrics.json, its per-user arrays and where it came from."""
+
+    metrics: dict[str, Any]
+    arrays: dict[str, Any]
+    status: dict[str, Any]
+    about: dict[str, Any]
+
+    def describe(self) -> str:
+        """One line a chapter prints: when, on which machine and commit, and how to make it again."""
+        machine = self.about["machine"]
+        return (
+            f"recorded {self.about['recorded'][:10]} on {machine['processor']} ({machine['cpus']} CPUs) "
+            f"at commit {self.status['commit'][:7]} in {self.status['seconds'] / 60:.1f} min; "
+            f"again with `{self.about['rerun']}` or the chapter's rerun=True"
+        )
+
+
+def recorded_run(sweep: Sweep | str | Path, seed: int = 0, recorded_dir: str | Path | None = None, **expected: Any) -> RecordedRun:
+    """The recorded run of a one-setting `sweep` under `seed`, as a chapter reads it by default.
+
+    `expected` names values the chapter assumes (dataset="ml-100k"): each is compared with the
+    run's metrics.json, or else its parameters, so that a chapter asked for another dataset or
+    configuration says to train it now instead of showing a run of something else.
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    results, folder = sweep_results(sweep, recorded_dir=recorded_dir)
+    rows = results[(results["status"] == "ok") & (results.get("seed", 0) == seed)]
+    if len(rows) != 1:
+        raise SweepError(
+            f"{sweep.path}: {len(rows)} recorded runs with seed {seed} (one expected); add the seed to the sweep "
+            f"and run `python -m handbook.sweep {sweep.path} --record`, or set the chapter's rerun parameter to True"
+        )
+    run = folder / sweep.name / rows["run"].iloc[0]
+    metrics = _read_json(run / "metrics.json") or {}
+    params = (_read_json(run / "params.json") or {}).get("parameters", {})
+    for key, value in expected.items():
+        recorded = metrics.get(key, params.get(key, "(not recorded)"))
+        if _canonical(recorded) != _canonical(value):
+            raise SweepError(
+                f"{run}: recorded with {key}={recorded!r}, the chapter asks for {key}={value!r}; "
+                "set the chapter's rerun parameter to True to train it now"
+            )
+    arrays: dict[str, Any] = {}
+    for path in sorted(run.glob("*.npz")):
+        arrays.update(read_npz(path))
+    about = _read_json(folder / sweep.name / "recorded.json") or {}
+    return RecordedRun(metrics, arrays, _read_json(run / "status.json") or {}, about)
 
 
 def seed_arrays(results: pd.DataFrame, sweep: Sweep, runs_dir: str | Path, filename: str = "ranks.npz") -> dict[int, dict[str, Any]]:

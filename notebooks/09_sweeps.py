@@ -328,7 +328,7 @@ mine = out / "design-width-smoke.yaml"
 mine.write_text(
     """notebook: notebooks/06_design_choices.ipynb
 description: GRID baseline at smoke size against the codes per level
-fixed: {arms: [baseline], max_items: 3, d_model: 32, d_ff: 64, epochs: 1, device: auto}
+fixed: {rerun: true, arms: [baseline], max_items: 3, d_model: 32, d_ff: 64, epochs: 1, device: auto}
 grid:
   width: [32, 64]
 seeds: [0, 1]

@@ -40,3 +40,19 @@ def test_the_cache_key_changes_with_the_configuration_and_the_seed(monkeypatch):
     assert reading._cache_key("ml-100k", "m", 0, dev, 4) != base
     monkeypatch.setitem(reading.SASREC, "hidden", 32)
     assert reading._cache_key("ml-100k", "m", 0, dev, 5) != base
+
+
+def test_recorded_baselines_read_back_and_refuse_another_configuration(quick, monkeypatch):
+    monkeypatch.setattr(reading, "RECORDED_DIR", quick / "recorded")
+    with pytest.raises(FileNotFoundError, match="python -m handbook.reading --record --dataset ml-100k --seed 0"):
+        reading.reading_baselines("ml-100k", max_items=3, recorded=True)
+    path = reading.record_baselines("ml-100k", max_items=3, device="cpu")
+    trained = reading.reading_baselines("ml-100k", max_items=3, device="cpu")  # from the cache the record filled
+    recorded = reading.reading_baselines("ml-100k", max_items=3, recorded=True)
+    for name, ranks in trained.ranks.items():
+        np.testing.assert_array_equal(recorded.ranks[name], ranks)
+    assert recorded.about["rerun"].endswith("--seed 0") and set(recorded.best_epoch) == {"SASRec", "TIGER (beam 10)"}
+    assert path.with_suffix(".npz").is_file()
+    monkeypatch.setitem(reading.TIGER, "width", 32)
+    with pytest.raises(ValueError, match="recorded with .*--record"):
+        reading.reading_baselines("ml-100k", max_items=3, recorded=True)

@@ -24,6 +24,7 @@ from handbook.sweep import (
     load_sweep,
     main,
     record_sweep,
+    recorded_run,
     run_sweep,
     seed_arrays,
     summarize,
@@ -302,6 +303,29 @@ def test_a_chapter_reads_recorded_runs_or_reruns_them(finished: tuple[Path, int]
         sweep_results(sweep, recorded_dir=tmp_path / "elsewhere")
     again, where = sweep_results(sweep, rerun=True, runs_dir=folder / "runs")  # finished runs are skipped
     assert where == folder / "runs" and len(again) == len(results)
+
+
+def test_a_chapter_reads_one_recorded_run_and_refuses_another_configuration(tmp_path: Path) -> None:
+    path = sweep_file(tmp_path, name="one", fixed={"x": 2}, seeds=[0, 1], report={"score": "score.2"})
+    sweep = load_sweep(path)
+    run_sweep(sweep, tmp_path / "runs", verbose=False)
+    write_npz_atomic(tmp_path / "runs" / "one" / "seed=1" / "ranks.npz", {"m": np.arange(3)})
+    record_sweep(sweep, tmp_path / "runs", tmp_path / "recorded")
+    run = recorded_run(path, seed=1, recorded_dir=tmp_path / "recorded", x=2, label="a")
+    assert run.metrics["score"] == {"2": 21} and run.arrays["m"].tolist() == [0, 1, 2]
+    assert run.status["status"] == "ok" and "one.yaml --record" in run.describe()
+    with pytest.raises(SweepError, match="recorded with label='a', the chapter asks for label='b'.*rerun"):
+        recorded_run(path, seed=1, recorded_dir=tmp_path / "recorded", label="b")
+    with pytest.raises(SweepError, match="0 recorded runs with seed 5"):
+        recorded_run(path, seed=5, recorded_dir=tmp_path / "recorded")
+
+
+def test_a_sweep_of_a_chapter_that_reads_records_must_say_rerun(tmp_path: Path) -> None:
+    path = tmp_path / "reads.yaml"
+    path.write_text(yaml.safe_dump({"notebook": "notebooks/06_design_choices.ipynb", "fixed": {"epochs": 1}, "seeds": [0], "report": {"x": "x"}}))
+    with pytest.raises(SweepError, match="reads its recorded runs unless told to train; add `rerun: true`"):
+        load_sweep(path)
+    assert load_sweep(path, overrides={"rerun": True}).fixed["rerun"] is True
 
 
 def test_recording_a_sweep_that_never_ran_says_what_to_run(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Each chapter on a generative model puts most-popular, SASRec and the small TIGER of
 `handbook.baselines` beside it. They are trained here, one way, on one history length, each
 until its validation NDCG@10 stops improving, so that the same numbers print in every chapter.
-Their per-user test ranks (full ranking, leave-one-out) are cached in `.cache/reading/` under
+Their per-user test and validation ranks (full ranking, leave-one-out) are cached in `.cache/reading/` under
 the dataset, the seed, the device, this configuration and a hash of the code that trains them:
 a later chapter reuses an earlier chapter's run, and any change to that code trains them again.
 
@@ -60,13 +60,14 @@ _SOURCES = (
 
 @dataclass
 class Baselines:
-    """Per-user 0-based test ranks of each baseline, and the seconds the run that computed them took."""
+    """Per-user 0-based test and validation ranks of each baseline, and the seconds the run that computed them took."""
 
-    ranks: dict[str, np.ndarray]
+    ranks: dict[str, np.ndarray]  # test split: read once, for the final tables
     seconds: dict[str, float] = field(default_factory=dict)
     from_cache: bool = False
     best_epoch: dict[str, int] = field(default_factory=dict)
     about: dict = field(default_factory=dict)  # a recorded run's provenance: machine, commit, command
+    valid_ranks: dict[str, np.ndarray] = field(default_factory=dict)  # validation split: what choices are made on
 
     def metrics(self, ks: tuple[int, ...] = (5, 10)) -> pd.DataFrame:
         """Recall@K and NDCG@K of every baseline, one row each."""
@@ -92,7 +93,7 @@ def reading_baselines(
     cache: bool = True,
     recorded: bool = False,
 ) -> Baselines:
-    """Test ranks of most-popular, SASRec and TIGER (beam 10) at the reading configuration; cached.
+    """Test and validation ranks of most-popular, SASRec and TIGER (beam 10) at the reading configuration; cached.
 
     `recorded`: read them from results/reading/ (`record_baselines`) instead of training them.
     """
@@ -100,11 +101,10 @@ def reading_baselines(
         return recorded_baselines(dataset, seed=seed, max_items=max_items)
     dev = resolve_device(device)
     path = cache_dir("reading") / f"{_cache_key(dataset, model_name, seed, dev, max_items)}.npz"
-    if cache and path.exists():
-        with np.load(path) as stored:
-            ranks = {name: stored[name] for name in stored.files}
+    valid_path = path.with_name(path.stem + ".valid.npz")
+    if cache and path.exists() and valid_path.exists():
         about = json.loads(path.with_suffix(".json").read_text())
-        return Baselines(ranks, about["seconds"], from_cache=True, best_epoch=about["best_epoch"])
+        return Baselines(read_npz(path), about["seconds"], from_cache=True, best_epoch=about["best_epoch"], valid_ranks=read_npz(valid_path))
 
     ds = load_dataset(dataset)
     data = prepare(ds)
@@ -113,10 +113,11 @@ def reading_baselines(
     train_sequences = data.train_sequences()
     valid_histories, valid_targets = data.eval_arrays("valid", max_items)
     test_histories, test_targets = data.eval_arrays("test", max_items)
-    ranks, seconds, best_epoch = {}, {}, {}
+    ranks, valid_ranks, seconds, best_epoch = {}, {}, {}, {}
 
     popular = MostPopular().fit(train_sequences, data.n_items)
     ranks["most-popular"] = rank_all(popular.scores, test_histories, test_targets)
+    valid_ranks["most-popular"] = rank_all(popular.scores, valid_histories, valid_targets)
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         return summarize(rank_all(model.scores, valid_histories, valid_targets, device=dev), ks=(10,))
@@ -125,6 +126,7 @@ def reading_baselines(
     sasrec, sasrec_run = train_sasrec(train_sequences, data.n_items, validate, max_len=max_items, seed=seed, device=dev, **SASREC)
     sasrec.eval()
     ranks["SASRec"] = rank_all(sasrec.scores, test_histories, test_targets, device=dev)
+    valid_ranks["SASRec"] = rank_all(sasrec.scores, valid_histories, valid_targets, device=dev)
     seconds["SASRec"] = time.perf_counter() - start
     best_epoch["SASRec"] = sasrec_run.best_epoch
 
@@ -135,16 +137,16 @@ def reading_baselines(
     )  # fmt: skip
     name = f"TIGER (beam {TIGER['beam_size']})"
     ranks[name] = generative_ranks(tiger, test_histories, test_targets, beam_size=TIGER["beam_size"])[0]
+    valid_ranks[name] = generative_ranks(tiger, valid_histories, valid_targets, beam_size=TIGER["beam_size"])[0]
     seconds[name] = time.perf_counter() - start
     best_epoch[name] = tiger_run.best_epoch
 
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.stem + ".part.npz")
-        np.savez(partial, **ranks)
+        write_npz_atomic(valid_path, valid_ranks)
         write_json_atomic(path.with_suffix(".json"), {"seconds": seconds, "best_epoch": best_epoch})
-        partial.replace(path)  # the ranks appear last, and only whole
-    return Baselines(ranks, seconds, best_epoch=best_epoch)
+        write_npz_atomic(path, ranks)  # the test ranks appear last, and only whole: their file marks a finished run
+    return Baselines(ranks, seconds, best_epoch=best_epoch, valid_ranks=valid_ranks)
 
 
 def _settings(max_items: int) -> dict:
@@ -154,6 +156,11 @@ def _settings(max_items: int) -> dict:
 
 def _recorded_path(dataset: str, seed: int) -> Path:
     return resolve(RECORDED_DIR) / f"{Path(str(dataset)).name.replace(':', '-')}-seed{seed}"
+
+
+def _valid_path(path: Path) -> Path:
+    """Where the validation ranks lie beside a recorded run's test ranks."""
+    return path.with_name(path.name + ".valid.npz")
 
 
 def record_baselines(dataset: str = "ml-100k", *, seed: int = 0, device: str | torch.device = "auto", max_items: int = MAX_ITEMS) -> Path:
@@ -168,6 +175,7 @@ def record_baselines(dataset: str = "ml-100k", *, seed: int = 0, device: str | t
         "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }  # fmt: skip
     write_npz_atomic(path.with_suffix(".npz"), baselines.ranks)
+    write_npz_atomic(_valid_path(path), baselines.valid_ranks)
     write_json_atomic(path.with_suffix(".json"), about)
     return path
 
@@ -181,7 +189,10 @@ def recorded_baselines(dataset: str = "ml-100k", *, seed: int = 0, max_items: in
     about = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     if about["settings"] != json.loads(json.dumps(_settings(max_items))):
         raise ValueError(f"{path.with_suffix('.json')}: recorded with {about['settings']}, asked for {_settings(max_items)}: {how}")
-    return Baselines(read_npz(path.with_suffix(".npz")), about["seconds"], best_epoch=about["best_epoch"], about=about)
+    if not _valid_path(path).is_file():
+        raise FileNotFoundError(f"{_valid_path(path)}: the recorded reading baselines have no validation ranks: {how}")
+    return Baselines(read_npz(path.with_suffix(".npz")), about["seconds"], best_epoch=about["best_epoch"], about=about,
+                     valid_ranks=read_npz(_valid_path(path)))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

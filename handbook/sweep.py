@@ -366,6 +366,9 @@ def collect(sweep: Sweep, runs_dir: str | Path) -> pd.DataFrame:
 
 #: what a recorded run keeps: its parameters, status, metrics and per-user arrays, not the executed notebook
 RECORDED_SUFFIXES = (".json", ".npz", ".txt")
+#: the per-user validation ranks a run writes beside its test ranks (ranks.npz), with the same names:
+#: what choices between arms are made on, so that the test split is read once, for the final tables
+VALID_RANKS = "valid_ranks.npz"
 #: where `record_sweep` puts recorded runs, relative to the repository root
 RECORDED_DIR = Path("results") / "sweeps"
 
@@ -454,9 +457,10 @@ class RecordedRun:
     """One recorded run: its metrics.json, its per-user arrays and where it came from."""
 
     metrics: dict[str, Any]
-    arrays: dict[str, Any]
+    arrays: dict[str, Any]  # every .npz of the run but the validation ranks: the test ranks, per-user extras
     status: dict[str, Any]
     about: dict[str, Any]
+    valid_arrays: dict[str, Any] = field(default_factory=dict)  # VALID_RANKS: the ranks choices are made on
 
     def describe(self) -> str:
         """One line a chapter prints: when, on which machine and commit, and how to make it again."""
@@ -496,9 +500,11 @@ def recorded_run(sweep: Sweep | str | Path, seed: int = 0, recorded_dir: str | P
             )
     arrays: dict[str, Any] = {}
     for path in sorted(run.glob("*.npz")):
-        arrays.update(read_npz(path))
+        if path.name != VALID_RANKS:
+            arrays.update(read_npz(path))
+    valid = read_npz(run / VALID_RANKS) if (run / VALID_RANKS).is_file() else {}
     about = _read_json(folder / sweep.name / "recorded.json") or {}
-    return RecordedRun(metrics, arrays, _read_json(run / "status.json") or {}, about)
+    return RecordedRun(metrics, arrays, _read_json(run / "status.json") or {}, about, valid)
 
 
 def seed_arrays(results: pd.DataFrame, sweep: Sweep, runs_dir: str | Path, filename: str = "ranks.npz") -> dict[int, dict[str, Any]]:

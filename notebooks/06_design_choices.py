@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (handbook)
 #     language: python
@@ -230,7 +230,8 @@ for name, (histories, targets, _) in training_sets.items():
 # One function trains an arm with notebook 05's loop (AdamW, warm-up, cosine schedule, validation
 # NDCG@10 each epoch) until its validation score has not improved for `patience` epochs (at most
 # `epochs`), keeps its best epoch, and decodes the test users twice, constrained and free. The
-# per-user ranks are kept for the paired bootstrap in section 4.
+# per-user ranks are kept for the paired bootstrap in section 4; the validation users' constrained
+# ranks are kept too, for chapter 11, which chooses between arms on them.
 
 # %%
 def build(setting):
@@ -244,7 +245,8 @@ def build(setting):
 
 
 def train_arm(setting, cap=epochs):
-    """Train one arm for at most `cap` epochs; return its summary row and the test ranks {"constrained": ..., "free": ...}."""
+    """Train one arm for at most `cap` epochs; return its summary row, the test ranks {"constrained": ..., "free": ...}
+    and the validation ranks (constrained)."""
     torch.manual_seed(seed)
     model = build(setting)
     sids = model.sids
@@ -274,7 +276,8 @@ def train_arm(setting, cap=epochs):
         )  # fmt: skip
         for metric, value in summarize(ranks[mode], (5, 10)).items():
             row[f"{metric} ({mode})"] = value
-    return row, ranks
+    valid = generative_ranks(model, valid_histories, valid_targets, beam_size=beam_size, users=users if with_users else None)[0]
+    return row, ranks, valid
 
 
 # %% [markdown]
@@ -288,9 +291,9 @@ def train_arm(setting, cap=epochs):
 ROW_KEYS = ("parameters", "train_seconds", "best_epoch", "epochs_trained", "invalid_share (constrained)", "invalid_share (free)",
             *(f"{metric}@{k} ({mode})" for mode in ("constrained", "free") for metric in ("recall", "ndcg") for k in (5, 10)))  # fmt: skip
 if rerun:
-    rows, test_ranks = {}, {}
+    rows, test_ranks, valid_ranks = {}, {}, {}
     for arm in arms:
-        rows[arm], test_ranks[arm] = train_arm(settings[arm])
+        rows[arm], test_ranks[arm], valid_ranks[arm] = train_arm(settings[arm])
         print(f"{arm:23s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}, best epoch {rows[arm]['best_epoch']} of {rows[arm]['epochs_trained']} ({rows[arm]['train_seconds']:.0f} s)")
     baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items)
 else:
@@ -303,10 +306,11 @@ else:
     for row in rows.values():  # counts were written as floats with the rest of the row
         row.update({key: int(row[key]) for key in ("parameters", "best_epoch", "epochs_trained")})
     test_ranks = {arm: {mode: recorded.arrays[f"{arm} ({mode})"] for mode in ("constrained", "free")} for arm in arms}
+    valid_ranks = {arm: recorded.valid_arrays[f"{arm} (constrained)"] for arm in arms if f"{arm} (constrained)" in recorded.valid_arrays}
     baselines = reading_baselines(dataset, seed=seed, max_items=max_items, recorded=True)
     for arm in arms:
         print(f"{arm:23s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}, best epoch {rows[arm]['best_epoch']} of {rows[arm]['epochs_trained']} (cap {epochs})")
-    live_row, _ = train_arm(settings[arms[0]], cap=live_epochs)
+    live_row, _, _ = train_arm(settings[arms[0]], cap=live_epochs)
     print(f"\nlive: {arms[0]} trained now for {live_epochs} epoch(s) in {live_row['train_seconds']:.0f} s: "
           f"test NDCG@10 {live_row['ndcg@10 (constrained)']:.4f} (recorded, best epoch {rows[arms[0]]['best_epoch']}: {rows[arms[0]]['ndcg@10 (constrained)']:.4f})")  # fmt: skip
 
@@ -491,7 +495,10 @@ metrics = {
 }
 write_metrics(out, metrics)
 # per-user test ranks of every arm and decoding, for chapter 11's paired intervals over seeds
-# (and the reading baselines', which the chapter reads back when rerun is False)
+# (and the reading baselines', which the chapter reads back when rerun is False); beside them the
+# validation ranks (constrained), which chapter 11 chooses on
 arm_ranks = {f"{arm} ({mode})": r for arm, by_mode in test_ranks.items() for mode, r in by_mode.items()}
 write_npz_atomic(out / "ranks.npz", {**arm_ranks, **baselines.ranks})
+if valid_ranks:
+    write_npz_atomic(out / "valid_ranks.npz", {**{f"{arm} (constrained)": r for arm, r in valid_ranks.items()}, **baselines.valid_ranks})
 print("wrote", sorted(metrics))

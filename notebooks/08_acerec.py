@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (handbook)
 #     language: python
@@ -404,6 +404,12 @@ def test_ranks(model):
     return rank_all(model.scores, test_histories, test_targets, device=dev)
 
 
+def validation_ranks(model):
+    """The same for the validation target: chapter 11 chooses between arms on these, not on the test split."""
+    model.eval()
+    return rank_all(model.scores, valid_histories, valid_targets, device=dev)
+
+
 def paired(a, b, metric="ndcg@10", users=slice(None)):
     """Mean per-user difference a - b of a metric and its paired bootstrap 95% interval."""
     k = int(metric.split("@")[1])
@@ -420,14 +426,17 @@ live_ranks = test_ranks(acerec)
 print(f"ACERec (m = {n_digits}, k = {n_latents}): {sum(p.numel() for p in acerec.parameters()):,} parameters, "
       f"best epoch {acerec_run.best_epoch} of {len(acerec_run.history)} trained, {acerec_run.seconds:.0f} s, test NDCG@10 {summarize(live_ranks)['ndcg@10']:.4f}")  # fmt: skip
 if rerun:
-    ranks = {**reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items).ranks, FULL: live_ranks}
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items)
+    ranks = {**baselines.ranks, FULL: live_ranks}
+    valid_ranks = {**baselines.valid_ranks, FULL: validation_ranks(acerec)}
     acerec_history = acerec_run.history
 else:  # every model of the recorded run, ACERec included
     recorded = recorded_run("sweeps/reading-comparison.yaml", seed, dataset=ds.name, n_items=data.n_items, n_digits=n_digits, n_latents=n_latents)
     print(recorded.describe())
     shown = {FULL, *ablations, *(f"k={k}" for k in sweep_k)}
-    ranks = {**reading_baselines(dataset, seed=seed, max_items=max_items, recorded=True).ranks,
-             **{name: r for name, r in recorded.arrays.items() if name in shown}}  # fmt: skip
+    baselines = reading_baselines(dataset, seed=seed, max_items=max_items, recorded=True)
+    ranks = {**baselines.ranks, **{name: r for name, r in recorded.arrays.items() if name in shown}}
+    valid_ranks = {**baselines.valid_ranks, **{name: r for name, r in recorded.valid_arrays.items() if name in shown}}
     trained = recorded.metrics["training"]
     acerec_history = recorded.metrics["acerec_history"]
     print(f"recorded ACERec: best epoch {trained[FULL]['best_epoch']} of {trained[FULL]['epochs_trained']} trained (cap {epochs}, patience {patience}), "
@@ -491,7 +500,7 @@ for arm in ablations:
     if rerun:
         model = make_model(arm)
         train(model, arm)
-        ranks[arm] = test_ranks(model)
+        ranks[arm], valid_ranks[arm] = test_ranks(model), validation_ranks(model)
     elif arm not in ranks:
         raise ValueError(f"parameter ablations: {arm!r} is not in the recorded run; set rerun=True to train it")
     print(f"{arm}: best epoch {trained[arm]['best_epoch']} of {trained[arm]['epochs_trained']}, {trained[arm]['seconds']:.0f} s")
@@ -536,7 +545,7 @@ for k in sweep_k:
     if name not in ranks and rerun:
         model = make_model(n_latents=k)
         train(model, name)
-        ranks[name] = test_ranks(model)
+        ranks[name], valid_ranks[name] = test_ranks(model), validation_ranks(model)
     elif name not in ranks:
         raise ValueError(f"parameter latent_sweep: k={k} is not in the recorded run; set rerun=True to train it")
     row = {**summarize(ranks[name]), "r = m / k": n_digits / k, "positions per history": max_items * (k + 1), "train seconds": trained[name]["seconds"]}
@@ -702,6 +711,9 @@ metrics = {
     "cold_start": cold_start,
 }
 write_metrics(out, metrics)
-# every model's per-user test ranks and each test target's training count: what chapter 11 pools over seeds
+# every model's per-user test ranks and each test target's training count: what chapter 11 pools over seeds;
+# the validation ranks beside them: what chapter 11 chooses on
 write_npz_atomic(out / "ranks.npz", {**ranks, "target training count": target_counts})
+if valid_ranks:
+    write_npz_atomic(out / "valid_ranks.npz", valid_ranks)
 print("wrote", sorted(metrics))

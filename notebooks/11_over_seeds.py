@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (handbook)
 #     language: python
@@ -19,7 +19,8 @@
 # **Learning objectives.** After this notebook you can
 # - tell the noise of the test users from the noise of training, and pool several training seeds into one paired interval;
 # - read every method of notebooks 05-08 side by side at the reading configuration, as mean ± standard deviation over seeds;
-# - say which steps of ACERec's ablation ladder, which tokenizer choice and which of the reference implementations' TIGER choices make a difference that survives a new seed.
+# - say which steps of ACERec's ablation ladder, which tokenizer choice and which of the reference implementations' TIGER choices make a difference that survives a new seed;
+# - make those choices on the validation split and read the test split once, for the final tables.
 #
 # Notebooks 05-08 each train a model once, with seed 0, and compare models by a paired bootstrap
 # over the test users. That interval says how much the number would move with other test users,
@@ -49,7 +50,7 @@ from handbook.metrics import (
     summarize,
 )
 from handbook.paths import output_dir, resolve
-from handbook.sweep import load_sweep, seed_arrays, sweep_results
+from handbook.sweep import VALID_RANKS, load_sweep, seed_arrays, sweep_results
 
 plotting.setup()
 
@@ -61,7 +62,6 @@ OUTPUT_DIR = "runs/11_over_seeds"  # where metrics.json goes, relative to the re
 comparison_sweep = "sweeps/reading-comparison.yaml"  # notebook 08 at its defaults over seeds: every method and ACERec's ladder
 whitening_sweep = "sweeps/reading-whitening.yaml"  # RPG and ACERec with PCA whitening before OPQ, same seeds; "" skips section 6
 tiger_sweeps = ["sweeps/tiger-reference-choices.yaml", "sweeps/tiger-gradient-augmentation.yaml"]  # notebook 06's TIGER arms; [] skips section 7
-merger_sweep = "sweeps/reading-merger-mlp.yaml"  # notebook 08's MLP merger against the ATM, same seeds; "" leaves it out of section 4
 rerun = False  # False: read the sweeps' runs recorded in results/sweeps/; True: execute their unfinished runs under runs_dir (about an hour on 2 cores)
 runs_dir = "runs"  # where rerun=True puts the sweeps' runs, relative to the repository root
 workers = 1  # notebooks the sweeps execute at once
@@ -103,27 +103,37 @@ MODELS = {"most-popular": "most-popular", "SASRec": "SASRec", "TIGER": "TIGER (b
 # below), so by default this chapter reads them as recorded in `results/sweeps/<sweep>/` (chapter 09 shows how a sweep is
 # recorded; each folder's `recorded.json` gives the command that records it again, the date and the
 # machine). With `rerun = True` it executes every run that is not finished yet under `runs_dir`
-# instead. Each run of notebook 08 (or 06) writes `ranks.npz`: every model's 0-based test rank per
-# user.
+# instead. Each run of notebook 08 (or 06) writes `ranks.npz`, every model's 0-based test rank per
+# user, and `valid_ranks.npz`, the same for the validation target.
+#
+# **Two splits, two jobs.** Every choice between arms below (a ladder rung, a merger, k, whitening,
+# TIGER's reference choices) is made on the *validation* ranks, pooled over seeds exactly as the
+# test ranks are. The test split is read for the final tables only: every method (section 3), cold
+# start (section 5), and once for each arm a choice adopts. Choosing on test and then reporting test
+# would let the choice fit the test users' noise. A sweep recorded before its runs kept validation
+# ranks says so below, and its choices are marked as read on test.
 
 # %% tags=["nbval-ignore-output"]
 def run_and_load(path):
-    """{seed: {model: per-user ranks}} of a sweep's recorded runs (or, with rerun, of its runs executed now)."""
+    """({seed: {model: test ranks}}, {seed: {model: validation ranks}}) of a sweep's recorded runs (or, with rerun, of its runs executed now)."""
     sweep = load_sweep(resolve(path))
     results, folder = sweep_results(sweep, rerun=rerun, runs_dir=runs_folder, workers=workers)
     failed = results[results["status"] != "ok"]
     if len(failed):
         print(f"{sweep.name}: {len(failed)} run(s) not finished: {failed[['run', 'status', 'error']].to_dict('records')}")
-    print(f"{sweep.name}: seeds {sorted(results.loc[results['status'] == 'ok', 'seed'])}, {results['seconds'].sum() / 60:.0f} min of runs")
+    ok = results[results["status"] == "ok"]
+    print(f"{sweep.name}: seeds {sorted(ok['seed'])}, {results['seconds'].sum() / 60:.0f} min of runs")
     folders[sweep.name] = folder
-    return seed_arrays(results, sweep, folder)
+    if all((folder / sweep.name / run / VALID_RANKS).is_file() for run in ok["run"]):
+        return seed_arrays(results, sweep, folder), seed_arrays(results, sweep, folder, VALID_RANKS)
+    print(f"  {sweep.name} was recorded before its runs kept validation ranks: its choices are read on test")
+    return seed_arrays(results, sweep, folder), {}
 
 
 folders = {}  # sweep name -> the folder its runs were read from
-comparison = run_and_load(comparison_sweep)
-whitening = run_and_load(whitening_sweep) if whitening_sweep else {}
-tiger = [run_and_load(path) for path in tiger_sweeps]  # one {seed: {arm: ranks}} per sweep
-merger = run_and_load(merger_sweep) if merger_sweep else {}
+comparison, comparison_valid = run_and_load(comparison_sweep)
+whitening, whitening_valid = run_and_load(whitening_sweep) if whitening_sweep else ({}, {})
+tiger = [run_and_load(path) for path in tiger_sweeps]  # one (test, validation) pair of {seed: {arm: ranks}} per sweep
 seeds = sorted(comparison)
 
 # %% [markdown]
@@ -199,6 +209,23 @@ def pair_row(arrays_a, name_a, arrays_b, name_b, users=None):
             "per seed": " ".join(f"{v:+.4f}" for v in d["per_seed"]), "measured": d["measured"]}  # fmt: skip
 
 
+def choose(arm, name, base, base_name):
+    """A choice between two arms, made on validation: the pooled paired difference of NDCG@10 there, and the arm chosen.
+
+    `arm` and `base` are (test, validation) ranks of the sweeps that trained them. The change is
+    adopted only when it is measured (interval and every seed) and positive; otherwise the arm it
+    changes stays. Only an adopted arm's test NDCG@10 is read, once. Without recorded validation
+    ranks the row is read on test, and says so."""
+    (test_a, valid_a), (test_b, valid_b) = arm, base
+    on_valid = bool(valid_a) and bool(valid_b)
+    a, b = (valid_a, valid_b) if on_valid else (test_a, test_b)
+    row = pair_row(a, name, b, base_name)
+    adopted = row["measured"] and row["difference"] > 0
+    return {"ndcg@10": mean_sd(per_seed_metric(a, name, "ndcg@10")), "vs": base_name, **row,
+            "read on": "validation" if on_valid else "test (no validation ranks)", "adopted": adopted,
+            "test ndcg@10 if adopted": mean_sd(per_seed_metric(test_a, name, "ndcg@10")) if adopted and on_valid else ""}  # fmt: skip
+
+
 labels = list(MODELS)
 pairs = {f"{a} - {b}": pair_row(comparison, MODELS[a], comparison, MODELS[b]) for i, a in enumerate(labels) for b in labels[i + 1 :]}
 pairs_table = pd.DataFrame(pairs).T.infer_objects()
@@ -208,42 +235,38 @@ pairs_table.round(4)
 # ## 4 · ACERec's ablation ladder over seeds
 #
 # Notebook 08's ladder adds one part per rung (RPG, + merger, + intent token, + ISA, + v2's
-# reconstruction loss); each rung is compared with the rung below it, each merger variant with
-# the ATM, each compression k with the main k = 2. The MLP merger comes from its own sweep, whose
-# runs train the full model beside it with the same seeds: it is paired with that full model.
+# reconstruction loss); each rung is compared with the rung below it, each merger variant (mean,
+# convolution, MLP) with the ATM, each compression k with the main k = 2. These are choices, so
+# they are read on validation (section 2): `chosen` is the rung or variant the validation ranks
+# keep.
 
 # %%
 first = comparison[seeds[0]]
 ladder = [name for name in ["RPG", "+ merger", "+ intent token", FULL, "+ reconstruction"] if name in first]  # the rungs the sweep trained
 variants = [name for name in first if name.startswith("merger ")]
 ratios = [name for name in first if name.startswith("k=")]
-steps = {name: (name, below) for name, below in zip(ladder[1:], ladder[:-1], strict=True)}
-steps.update({name: (name, FULL) for name in variants + ratios})
-source = dict.fromkeys(["RPG", *steps], comparison)  # which sweep's runs hold each arm
-for name in (merger[sorted(merger)[0]] if merger else {}):
-    if name.startswith("merger ") and name not in steps:
-        steps[name], source[name] = (name, FULL), merger
-        variants.append(name)
+steps = {name: below for name, below in zip(ladder[1:], ladder[:-1], strict=True)}
+steps.update(dict.fromkeys(variants + ratios, FULL))
 kind = {**dict.fromkeys(ladder, "ladder"), **dict.fromkeys(variants, "merger variant"), **dict.fromkeys(ratios, "compression")}
-ladder_rows = {"RPG": {"part": "ladder", "ndcg@10": mean_sd(per_seed_metric(comparison, "RPG", "ndcg@10"))}}
-for name, (_, below) in steps.items():
-    runs = source[name]  # an arm is paired with the rung below it from the same runs
-    ladder_rows[name] = {"part": kind[name], "ndcg@10": mean_sd(per_seed_metric(runs, name, "ndcg@10")), "vs": below, **pair_row(runs, name, runs, below)}
+runs = (comparison, comparison_valid)
+ladder_rows = {name: {"part": kind[name], **choose(runs, name, runs, below)} for name, below in steps.items()}
 ladder_table = pd.DataFrame(ladder_rows).T.infer_objects()
 ladder_table.round(4)
 
 # %%
+on_valid = bool(comparison_valid)
+arm_runs = comparison_valid if on_valid else comparison
 fig, ax = plotting.subplots(width=6.5, height=3.2)
-names = list(ladder_table.index)
+names = ["RPG", *ladder_table.index]
 for i, name in enumerate(names):
-    values = per_seed_metric(source[name], name, "ndcg@10")
+    values = per_seed_metric(arm_runs, name, "ndcg@10")
     colour = plotting.model_colour("RPG" if name == "RPG" else "ACERec")
     ax.bar(i, np.mean(values), 0.6, color=colour, alpha=0.35)
     ax.plot([i] * len(values), values, "o", color=colour)
-most_popular = np.mean(per_seed_metric(comparison, "most-popular", "ndcg@10"))
+most_popular = np.mean(per_seed_metric(arm_runs, "most-popular", "ndcg@10"))
 ax.axhline(most_popular, color=plotting.model_colour("most-popular"), linestyle="--", label="most-popular (mean)")
 ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-ax.set_ylabel("test NDCG@10 (bar: mean; dots: seeds)")
+ax.set_ylabel(f"{'validation' if on_valid else 'test'} NDCG@10\n(bar: mean; dots: seeds)")
 ax.legend(loc="lower right", fontsize=8)
 plt.show()
 
@@ -278,14 +301,12 @@ cold_table
 # `handbook.tokenizers.OPQ(whiten=True)` whitens at full dimension, which is what the reference's recipe comes to here:
 # every direction, the weakest included, gets unit variance before OPQ splits them into subspaces. Notebook 07 whitens (its default); notebook 08 does
 # not. The whitening sweep trains RPG and ACERec on whitened codes with the comparison sweep's
-# seeds; each row is whitened minus unwhitened, paired per seed.
+# seeds; each row is whitened minus unwhitened, paired per seed, on validation.
 
 # %%
 if whitening:
     whiten_table = pd.DataFrame({
-        label: {"whitened": mean_sd(per_seed_metric(whitening, name, "ndcg@10")),
-                "unwhitened": mean_sd(per_seed_metric(comparison, name, "ndcg@10")),
-                **pair_row(whitening, name, comparison, name)}
+        label: choose((whitening, whitening_valid), name, (comparison, comparison_valid), name)
         for label, name in [("RPG", "RPG"), ("ACERec", FULL)]
     }).T.infer_objects()  # fmt: skip
     whiten_table.index.name = "whitened - unwhitened"
@@ -304,25 +325,23 @@ whiten_table.round(4)
 # literal reading of TIGER's RQ-VAE loss, the gradient through each residual: it is paired with the
 # `rqvae` arm, the references' stopped gradient, which is itself paired with the RK-Means baseline.
 # Constrained beam search of 10; each arm minus the one it changes, pooled over the seeds of its
-# own sweep's runs.
+# own sweep's runs, on validation.
 
 # %%
 CHANGED = {"rqvae-through-residuals": "rqvae"}  # the arm each is paired with; every other arm: "baseline"
 tiger_rows = {}
 for runs in tiger:
-    for arm in (name.removesuffix(" (constrained)") for name in runs[sorted(runs)[0]] if name.endswith(" (constrained)")):
-        if arm in tiger_rows:  # a later sweep's own baseline: the same settings and seeds as the first's
+    test_runs = runs[0]
+    for arm in (name.removesuffix(" (constrained)") for name in test_runs[sorted(test_runs)[0]] if name.endswith(" (constrained)")):
+        if arm in tiger_rows or arm == "baseline":  # a later sweep's own baseline: the same settings and seeds as the first's
             continue
-        row = {"ndcg@10": mean_sd(per_seed_metric(runs, f"{arm} (constrained)", "ndcg@10"))}
-        if arm != "baseline":
-            vs = CHANGED.get(arm, "baseline")
-            row.update({"vs": vs, **pair_row(runs, f"{arm} (constrained)", runs, f"{vs} (constrained)")})
-        tiger_rows[arm] = row
+        vs = CHANGED.get(arm, "baseline")
+        tiger_rows[arm] = choose(runs, f"{arm} (constrained)", runs, f"{vs} (constrained)")
 tiger_table = pd.DataFrame(tiger_rows).T.infer_objects()
 tiger_table.index.name = "arm - vs"
-shared = [(runs, s) for runs in tiger[1:] for s in sorted(set(runs) & set(tiger[0] if tiger else {}))]
+shared = [(runs[0], s) for runs in tiger[1:] for s in sorted(set(runs[0]) & set(tiger[0][0] if tiger else {}))]
 if shared:  # the reading-size TIGER is deterministic: a later sweep's baseline repeats the first's
-    same = all(np.array_equal(runs[s]["baseline (constrained)"], tiger[0][s]["baseline (constrained)"]) for runs, s in shared)
+    same = all(np.array_equal(runs[s]["baseline (constrained)"], tiger[0][0][s]["baseline (constrained)"]) for runs, s in shared)
     print(f"the baseline's test ranks are the same in every TIGER sweep: {same}")
 if not tiger:
     print("tiger_sweeps is empty: section 7 skipped")
@@ -378,6 +397,7 @@ tiger_table.round(4)
 #
 # - One training run says how noisy the test users are; several seeds say how noisy training is. Pool them: average each user's difference over seeds, bootstrap over users, and read the per-seed differences beside it.
 # - A difference is claimed here only when the pooled interval excludes 0 and every seed agrees on its sign.
+# - Choose on validation, report on test: every choice between arms pools the validation ranks over seeds; the test split is read for the final tables and for an adopted arm, once.
 # - The sweeps of notebook 09 make this cheap to repeat: a sweep file names the notebook and the seeds, and every run leaves its per-user ranks beside its metrics.
 #
 # ## Exercises
@@ -410,6 +430,8 @@ metrics = {
     "every_method": {label: {metric: per_seed_metric(comparison, name, metric) for metric in ("recall@10", "ndcg@10")} for label, name in MODELS.items()},
     "pairs": pairs,
     "ladder": {name: {k: v for k, v in row.items() if k != "part"} for name, row in ladder_rows.items()},
+    "adopted_on_validation": {part: list(table.index[table["adopted"].astype(bool)]) if "adopted" in table else []
+                              for part, table in {"ladder": ladder_table, "whitening": whiten_table, "tiger": tiger_table}.items()},
     "cold_start_acerec_minus_rpg": gaps,
     "whitening": whiten_table.to_dict("index"),
     "tiger_reference_choices": tiger_table.to_dict("index"),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from handbook.io import read_npz
 from handbook.runner import execute_notebook
+from handbook.sweep import VALID_RANKS
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -226,15 +228,20 @@ def check_11_over_seeds(metrics: dict) -> None:
         assert row["low"] <= row["difference"] <= row["high"], name
     # every rung, merger variant and k, each against the one it builds on
     assert set(metrics["ladder"]) == {
-        "RPG", "+ merger", "+ intent token", "+ ISA", "+ reconstruction",
+        "+ merger", "+ intent token", "+ ISA", "+ reconstruction",
         "merger mean", "merger conv", "merger mlp", "k=1", "k=4",
     }  # fmt: skip
-    assert metrics["ladder"]["merger mlp"]["vs"] == "+ ISA"  # paired with the full model of its own runs
-    assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
+    assert metrics["ladder"]["merger mlp"]["vs"] == "+ ISA" and metrics["ladder"]["k=1"]["vs"] == "+ ISA"
+    assert metrics["ladder"]["+ ISA"]["vs"] == "+ intent token"
+    # choices are made on validation where the recorded runs kept it; only an adopted arm's test is read
+    for name, row in metrics["ladder"].items():
+        assert row["read on"] == "validation", name
+        assert (row["test ndcg@10 if adopted"] != "") == row["adopted"], name
+    assert set(metrics["adopted_on_validation"]) == {"ladder", "whitening", "tiger"}
     assert set(metrics["whitening"]) == {"RPG", "ACERec"}
-    tiger = metrics["tiger_reference_choices"]  # both TIGER sweeps, one baseline
+    tiger = metrics["tiger_reference_choices"]  # both TIGER sweeps, each arm against the one it changes
     assert set(tiger) == {
-        "baseline", "per-level-head", "relative-positions", "tiger-recipe", "grid-recipe",
+        "per-level-head", "relative-positions", "tiger-recipe", "grid-recipe",
         "subsequences", "rqvae", "rqvae-through-residuals",
     }  # fmt: skip
     assert tiger["rqvae-through-residuals"]["vs"] == "rqvae" and tiger["subsequences"]["vs"] == "baseline"
@@ -280,6 +287,17 @@ def test_notebook_runs_with_small_parameters(name: str, tmp_path: Path) -> None:
     metrics = execute_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, params)
     CHECKS[name](metrics)
     assert (tmp_path / f"{name}.ipynb").is_file()
+    if name in CHOOSE_ON_VALIDATION:  # every ranked model's validation ranks beside its test ranks
+        test, valid = read_npz(tmp_path / "ranks.npz"), read_npz(tmp_path / VALID_RANKS)
+        assert set(valid) == CHOOSE_ON_VALIDATION[name](set(test)), name
+        assert all(len(valid[model]) == len(test[model]) for model in valid), name
+
+
+#: the chapters whose runs chapter 11 chooses on: what their validation ranks must name, given the test ranks' names
+CHOOSE_ON_VALIDATION = {
+    "06_design_choices": lambda test: {model for model in test if not model.endswith(" (free)")},
+    "08_acerec": lambda test: test - {"target training count"},
+}
 
 
 @pytest.mark.notebook

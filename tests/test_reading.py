@@ -1,4 +1,4 @@
-"""The reading baselines are computed once per configuration and code, then read from the cache."""
+"""The reading baselines are computed once per configuration and code, then read from the cache or a record."""
 
 from __future__ import annotations
 
@@ -17,20 +17,23 @@ def quick(monkeypatch, tmp_path):
     return tmp_path
 
 
-def test_baselines_rank_every_test_user_and_come_back_from_the_cache_unchanged(quick):
+def test_baselines_rank_every_test_and_validation_user_and_come_back_from_the_cache_unchanged(quick):
     first = reading.reading_baselines("ml-100k", max_items=3, device="cpu")
-    assert set(first.ranks) == {"most-popular", "SASRec", "TIGER (beam 10)"}
+    assert set(first.ranks) == set(first.valid_ranks) == {"most-popular", "SASRec", "TIGER (beam 10)"}
     n_users = len(first.ranks["most-popular"])
-    assert all(len(r) == n_users and r.min() >= 0 for r in first.ranks.values())
+    assert all(len(r) == n_users and r.min() >= 0 for r in [*first.ranks.values(), *first.valid_ranks.values()])
     assert not first.from_cache
     again = reading.reading_baselines("ml-100k", max_items=3, device="cpu")
     assert again.from_cache
     for name, ranks in first.ranks.items():
         np.testing.assert_array_equal(again.ranks[name], ranks)
+        np.testing.assert_array_equal(again.valid_ranks[name], first.valid_ranks[name])
+    # another split: the validation target is another item than the test target
+    assert not np.array_equal(first.valid_ranks["most-popular"], first.ranks["most-popular"])
     table = again.metrics(ks=(10,))
     assert list(table.columns) == ["recall@10", "ndcg@10"]
     assert table.loc["SASRec", "ndcg@10"] > table.loc["most-popular", "ndcg@10"] * 0.5  # trained, not random
-    assert len(list((quick / "reading").glob("*.npz"))) == 1
+    assert len(list((quick / "reading").glob("*.npz"))) == 2  # test and validation ranks
 
 
 def test_the_cache_key_changes_with_the_configuration_and_the_seed(monkeypatch):
@@ -51,8 +54,13 @@ def test_recorded_baselines_read_back_and_refuse_another_configuration(quick, mo
     recorded = reading.reading_baselines("ml-100k", max_items=3, recorded=True)
     for name, ranks in trained.ranks.items():
         np.testing.assert_array_equal(recorded.ranks[name], ranks)
+        np.testing.assert_array_equal(recorded.valid_ranks[name], trained.valid_ranks[name])
     assert recorded.about["rerun"].endswith("--seed 0") and set(recorded.best_epoch) == {"SASRec", "TIGER (beam 10)"}
     assert path.with_suffix(".npz").is_file()
+    path.with_name(path.name + ".valid.npz").unlink()  # a record without validation ranks cannot make choices
+    with pytest.raises(FileNotFoundError, match="no validation ranks.*--record"):
+        reading.reading_baselines("ml-100k", max_items=3, recorded=True)
+    reading.record_baselines("ml-100k", max_items=3, device="cpu")
     monkeypatch.setitem(reading.TIGER, "width", 32)
     with pytest.raises(ValueError, match="recorded with .*--record"):
         reading.reading_baselines("ml-100k", max_items=3, recorded=True)

@@ -19,6 +19,7 @@ import yaml
 
 from handbook.io import write_npz_atomic
 from handbook.sweep import (
+    VALID_RANKS,
     SweepError,
     collect,
     load_sweep,
@@ -310,9 +311,11 @@ def test_a_chapter_reads_one_recorded_run_and_refuses_another_configuration(tmp_
     sweep = load_sweep(path)
     run_sweep(sweep, tmp_path / "runs", verbose=False)
     write_npz_atomic(tmp_path / "runs" / "one" / "seed=1" / "ranks.npz", {"m": np.arange(3)})
+    write_npz_atomic(tmp_path / "runs" / "one" / "seed=1" / VALID_RANKS, {"m": np.arange(3) + 7})
     record_sweep(sweep, tmp_path / "runs", tmp_path / "recorded")
     run = recorded_run(path, seed=1, recorded_dir=tmp_path / "recorded", x=2, label="a")
     assert run.metrics["score"] == {"2": 21} and run.arrays["m"].tolist() == [0, 1, 2]
+    assert run.valid_arrays["m"].tolist() == [7, 8, 9]  # kept apart: the same names, another split
     assert run.status["status"] == "ok" and "one.yaml --record" in run.describe()
     with pytest.raises(SweepError, match="recorded with label='a', the chapter asks for label='b'.*rerun"):
         recorded_run(path, seed=1, recorded_dir=tmp_path / "recorded", label="b")

@@ -83,7 +83,7 @@ bench: setup
 	$(BIN)/python -m handbook.bench.reading --baseline $(BENCH_BASELINE)
 
 ## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json;
-## PROFILE=cpu (about 90 min on 2 cores) or PROFILE=gpu (about 10 min on one H100) -> <model>-<profile>.json.
+## PROFILE=cpu (Beauty: 168 min of training measured on 2 cores) or PROFILE=gpu (projected: about 10 min on one H100) -> <model>-<profile>.json.
 reproduce: setup
 	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [PROFILE=paper|cpu|gpu] [ARGS='--models rpg -o epochs=1']"; exit 2; }
 	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) --profile $(PROFILE) $(ARGS)

@@ -2,8 +2,10 @@
 
 A profile is a set of overrides per model, applied on top of the paper configs of
 `handbook.experiment` and under the user's own `-o` overrides. `paper` changes nothing.
-`cpu` fits the five models on Amazon Beauty into about 90 minutes on a 2-core CPU;
-`gpu` into about 10 minutes on one H100 or H200 (bf16). Each results file records its
+`cpu` trains the five models on Amazon Beauty at sizes a 2-core CPU can run (measured: 168
+minutes of training in all, evaluation included, where the FLOP projection of the dry run
+says 34 for training alone); `gpu` at paper dimensions, projected at about 10 minutes on one
+H100 or H200 (bf16), not yet run. Each results file records its
 profile, and `python -m handbook.experiment <dataset> --profile P --dry-run` prints the
 steps, the training FLOPs and a projected time of each model before anything trains.
 
@@ -13,8 +15,8 @@ on Beauty at hidden 128, below most-popular). Each budget therefore scales warm-
 patience with its step budget: warm-up about 10% of the steps, patience a few epochs.
 RPG and ACERec train on length-bucketed, trimmed batches (`RPG.make_batches(bucket=True)`),
 which skip most of the padding of Beauty's short sequences.
-The sizes below come from step timings on this project's 2-core CPU (issue 16: an RPG
-epoch at hidden 128 takes 90 s, a TIGER step at 4+4 layers d 128 4.3 s) and from
+The sizes below come from step timings on this project's 2-core CPU (an RPG epoch at
+hidden 128 takes 90 s, a TIGER step at 4+4 layers d 128 4.3 s) and from
 the dry run's FLOP counts for the GPU; the first run of each confirms or corrects them.
 """
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (handbook)
 #     language: python
@@ -205,9 +205,9 @@ def report(name: str, tokenizer, item_codes: np.ndarray) -> dict:
 
 
 results = {name: report(name, tok, codes[name]) for name, tok in tokenizers.items()}
-table = pd.DataFrame(results).T
+table = pd.DataFrame(results).T.infer_objects()  # one dtype per column, so that round() reaches every number
 table["perplexity"] = table["perplexity"].map(lambda p: " / ".join(f"{v:.0f}" for v in p[:4]) + (" ..." if len(p) > 4 else ""))
-table.drop(columns="fit_seconds")
+table.drop(columns="fit_seconds").round(4)
 
 # %% [markdown]
 # PQ/OPQ reconstruct far better because they spend many more bits. Among the residual

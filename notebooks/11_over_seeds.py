@@ -25,7 +25,7 @@
 # Notebooks 05-08 each train a model once, with seed 0, and compare models by a paired bootstrap
 # over the test users. That interval says how much the number would move with other test users,
 # not with another training run. Here the sweeps of notebook 09 run notebooks 08 and 06 again
-# with seeds 0, 1 and 2, and every comparison pools the three.
+# with other seeds (section 2 prints which), and every comparison pools them.
 #
 # Comes after `10_efficiency` (and uses the sweep machinery of `09_sweeps`). Terms (SID, NDCG@K,
 # paired bootstrap) are in the [glossary](glossary.md).
@@ -90,8 +90,8 @@ MODELS = {"most-popular": "most-popular", "SASRec": "SASRec", "TIGER": "TIGER (b
 # percentile bootstrap of the mean of each user's seed-averaged difference
 # $\bar\Delta_{u} = \frac{1}{S}\sum_s \Delta_{u,s}$, resampling users: the test-user noise of the
 # seed-averaged models. A difference counts as **measured** only when both agree: the interval
-# excludes 0 *and* every seed's $\bar\Delta_s$ has the same sign. With three seeds the second
-# condition is coarse, so it is a floor, not a test.
+# excludes 0 *and* every seed's $\bar\Delta_s$ has the same sign. With two or three seeds the
+# second condition is coarse, so it is a floor, not a test.
 #
 # The runs come first (section 2); the pooling is written out by hand once, on ACERec against RPG,
 # and checked against `handbook.metrics.seed_paired_difference`, which every later table uses.
@@ -99,7 +99,7 @@ MODELS = {"most-popular": "most-popular", "SASRec": "SASRec", "TIGER": "TIGER (b
 # %% [markdown]
 # ## 2 · The runs
 #
-# The five sweeps' runs of notebooks 08 and 06 take hours of CPU (each sweep's minutes print
+# The four sweeps' runs of notebooks 08 and 06 take hours of CPU (each sweep's minutes print
 # below), so by default this chapter reads them as recorded in `results/sweeps/<sweep>/` (chapter 09 shows how a sweep is
 # recorded; each folder's `recorded.json` gives the command that records it again, the date and the
 # machine). With `rerun = True` it executes every run that is not finished yet under `runs_dir`
@@ -350,47 +350,44 @@ tiger_table.round(4)
 # %% [markdown]
 # ## 8 · What these runs show
 #
-# Three seeds of each sweep (NDCG@10, mean ± sd over seeds; intervals pooled as in section 1). The
-# runs of notebook 08 (every method, the ladder, whitening) train every model until its validation
-# NDCG@10 stops improving; the MLP merger's sweep (3 epochs) and the two TIGER sweeps (notebook 06
-# at 2 epochs) are short runs recorded before that, each compared only within its own runs.
+# Two seeds of notebook 08's sweeps (every method, the ladder and its variants, whitening; seed 2
+# is not recorded yet) and three of notebook 06's TIGER sweeps; NDCG@10 mean ± sd over seeds,
+# intervals pooled as in section 1. The runs of notebook 08 train every model until its validation
+# NDCG@10 stops improving and keep their validation ranks, so their choices are read on validation.
+# The two TIGER sweeps (notebook 06 at 2 epochs) were recorded before either: their rows are read on
+# test and compare short runs, each only within its own runs.
 #
-# - **Every method.** SASRec (0.0566 ± 0.0034) is above every generative model, every seed. TIGER
-#   (0.0461 ± 0.0025), RPG (0.0440 ± 0.0009) and ACERec (0.0430 ± 0.0082) are no different from one
-#   another (TIGER minus RPG +0.0022 [-0.0058, 0.0096], RPG minus ACERec +0.0010 [-0.0039, 0.0058]);
-#   all three are above most-popular (0.0224), every seed. Trained to its plateau, RPG is no longer
-#   next to most-popular (most-popular minus RPG -0.0215 [-0.0315, -0.0122]). ACERec's seeds spread
-#   the most: exercise 2 ranks each pair by that spread.
-# - **ACERec's ladder.** No rung is measured: the intent token (+0.0044 [0.0006, 0.0084]) and the
-#   reconstruction loss (+0.0045 [0.0003, 0.0092]) have intervals that exclude 0, but one seed of
-#   three goes the other way; the merger (-0.0019) and ISA (-0.0034) are no measurable difference.
-#   No merger variant is measured either (the convolution +0.0051 [0.0006, 0.0100] with one seed
-#   against; mean pooling +0.0027; the MLP, in its own 3-epoch runs, -0.0030 [-0.0057, -0.0004] with
-#   one seed against), nor k = 1 (-0.0025) or k = 4 (-0.0013) against k = 2.
-# - **Cold start.** Every model scores 0 on the 33 users whose target has 1-9 training
+# - **Every method (test).** SASRec (0.0549 ± 0.0018) is above TIGER (+0.0140 [0.0053, 0.0226]) and
+#   RPG (+0.0114 [0.0029, 0.0201]), both seeds; against ACERec (0.0477 ± 0.0017) its interval
+#   includes 0 (+0.0072 [-0.0013, 0.0157]). TIGER (0.0409 ± 0.0037), RPG (0.0435 ± 0.0005) and ACERec
+#   are no different from one another (RPG minus ACERec -0.0042 [-0.0103, 0.0015]), and all three
+#   are above most-popular (0.0224), both seeds.
+# - **ACERec's ladder and variants (validation).** No rung is measured: + merger -0.0019, + intent
+#   token +0.0002, + ISA +0.0019, + reconstruction -0.0007. No merger variant differs measurably from
+#   the ATM (mean -0.0027, convolution -0.0009, MLP +0.0006), nor does k = 1 (-0.0018) from k = 2.
+#   k = 4 is measurably worse (-0.0156 [-0.0216, -0.0095]), though its two seeds differ widely
+#   (-0.0008 and -0.0305). So validation adopts no change: the full model keeps the ATM and k = 2.
+# - **Cold start (test).** Every model scores 0 on the 33 users whose target has 1-9 training
 #   interactions, and most-popular on every target below 150. ACERec is above RPG at 50-149
-#   (+0.0059 [+0.0005, +0.0113]) and no different at 150+ (-0.0077 [-0.0191, +0.0032]).
-# - **Whitening** at full dimension is no measurable difference for RPG (-0.0005 [-0.0060, 0.0053])
-#   or ACERec (+0.0055 [-0.0001, 0.0115]). Notebook 08 keeps its unwhitened default, notebook 07 and
-#   the paper settings the reference tokenizer's whitening; this size cannot choose between them.
-# - **TIGER's reference choices** (2-epoch runs). TIGER's own recipe (lr 0.01, inverse-square-root
-#   decay, here with AdamW) is measurably worse than the handbook's: -0.0136 [-0.0188, -0.0087]. The
-#   per-level head (+0.0024), relative positions (-0.0003) and GRID's recipe (-0.0019) are no
-#   measurable difference, so the handbook keeps its defaults (full-vocabulary softmax, absolute
-#   positions, AdamW with a cosine schedule).
-# - **GRID's sub-sequences** (2-epoch runs) at the baseline's number of steps: -0.0051 [-0.0109,
-#   0.0005], no measurable difference from prefixes, which stay the default. A user of $n$ training
-#   items gives $n(n-1)/2$ sub-sequences but $n - 1$ prefixes, so a uniform draw over sub-sequences
-#   trains mostly on the heaviest raters, while every test user counts once.
-# - **RQ-VAE's gradient path** (2-epoch runs). RQ-VAE with the references' stopped gradient is no
-#   different from RK-Means (+0.0018 [-0.0035, 0.0073]), and letting the gradient through each
-#   residual (TIGER's loss read literally) is no measurable difference from it (-0.0005 [-0.0052,
-#   0.0039]). The handbook keeps the references' path.
+#   (+0.0101 [+0.0031, +0.0178]) and no different at 150+ (+0.0007 [-0.0126, +0.0133]).
+# - **Whitening (validation)** at full dimension is no measurable difference for RPG (+0.0026
+#   [-0.0037, 0.0089]) or ACERec (+0.0069 [-0.0009, 0.0150]). Notebook 08 keeps its unwhitened
+#   default; notebook 07 and the paper settings keep the reference tokenizer's whitening, which this
+#   size cannot tell apart from none.
+# - **TIGER's reference choices** (2-epoch runs, read on test). TIGER's own recipe (lr 0.01,
+#   inverse-square-root decay, here with AdamW) is measurably worse than the handbook's: -0.0136
+#   [-0.0188, -0.0087]. The per-level head (+0.0024), relative positions (-0.0003), GRID's recipe
+#   (-0.0019) and GRID's sub-sequences (-0.0051 [-0.0109, 0.0005]) are no measurable difference, nor
+#   is RQ-VAE against RK-Means (+0.0018) or its gradient through each residual against the stopped one
+#   (-0.0005), so the handbook keeps its defaults (full-vocabulary softmax, absolute positions, AdamW
+#   with a cosine schedule, prefixes, the references' stopped gradient). A user of $n$ training items
+#   gives $n(n-1)/2$ sub-sequences but $n - 1$ prefixes, so a uniform draw over sub-sequences trains
+#   mostly on the heaviest raters, while every test user counts once.
 #
 # These are MovieLens (`ml-100k`) at the reading configuration: small models and histories of 5
-# items, not the papers' Amazon benchmark. The choices above were read off the test split; choosing
-# on validation and reading the test split once is not done yet. Chapter 06 shows how much higher
-# TIGER's arms score at their plateau than in the 2-epoch runs.
+# items, not the papers' Amazon benchmark. Chapter 06 shows how much higher TIGER's arms score at
+# their plateau than in the 2-epoch runs; until the TIGER sweeps are recorded again at their plateau
+# with validation ranks, their rows are the one place here where a choice is read on test.
 
 # %% [markdown]
 # ## Summary
@@ -402,7 +399,7 @@ tiger_table.round(4)
 #
 # ## Exercises
 #
-# 1. How wide would the interval of ACERec minus RPG be from seed 0 alone, and how much does pooling three seeds narrow it? *Hint:* `seed_paired_difference` with one seed's ranks.
+# 1. How wide would the interval of ACERec minus RPG be from seed 0 alone, and how much does pooling the seeds narrow it? *Hint:* `seed_paired_difference` with one seed's ranks.
 # 2. Which pair of section 3 would need the most seeds before every seed agrees on its sign? *Hint:* compare each pair's `seed sd` with its `difference`.
 
 # %% tags=["solution"]

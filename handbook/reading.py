@@ -101,7 +101,7 @@ def reading_baselines(
         return recorded_baselines(dataset, seed=seed, max_items=max_items)
     dev = resolve_device(device)
     path = cache_dir("reading") / f"{_cache_key(dataset, model_name, seed, dev, max_items)}.npz"
-    valid_path = path.with_name(path.stem + ".valid.npz")
+    valid_path = _valid_path(path.with_suffix(""))
     if cache and path.exists() and valid_path.exists():
         about = json.loads(path.with_suffix(".json").read_text())
         return Baselines(read_npz(path), about["seconds"], from_cache=True, best_epoch=about["best_epoch"], valid_ranks=read_npz(valid_path))
@@ -115,9 +115,12 @@ def reading_baselines(
     test_histories, test_targets = data.eval_arrays("test", max_items)
     ranks, valid_ranks, seconds, best_epoch = {}, {}, {}, {}
 
-    popular = MostPopular().fit(train_sequences, data.n_items)
-    ranks["most-popular"] = rank_all(popular.scores, test_histories, test_targets)
-    valid_ranks["most-popular"] = rank_all(popular.scores, valid_histories, valid_targets)
+    def rank_both(name: str, score_fn, device: torch.device = dev) -> None:
+        """The full-ranking test and validation ranks of one baseline."""
+        ranks[name] = rank_all(score_fn, test_histories, test_targets, device=device)
+        valid_ranks[name] = rank_all(score_fn, valid_histories, valid_targets, device=device)
+
+    rank_both("most-popular", MostPopular().fit(train_sequences, data.n_items).scores, torch.device("cpu"))  # counts live on the CPU
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         return summarize(rank_all(model.scores, valid_histories, valid_targets, device=dev), ks=(10,))
@@ -125,8 +128,7 @@ def reading_baselines(
     start = time.perf_counter()
     sasrec, sasrec_run = train_sasrec(train_sequences, data.n_items, validate, max_len=max_items, seed=seed, device=dev, **SASREC)
     sasrec.eval()
-    ranks["SASRec"] = rank_all(sasrec.scores, test_histories, test_targets, device=dev)
-    valid_ranks["SASRec"] = rank_all(sasrec.scores, valid_histories, valid_targets, device=dev)
+    rank_both("SASRec", sasrec.scores)
     seconds["SASRec"] = time.perf_counter() - start
     best_epoch["SASRec"] = sasrec_run.best_epoch
 
@@ -159,7 +161,7 @@ def _recorded_path(dataset: str, seed: int) -> Path:
 
 
 def _valid_path(path: Path) -> Path:
-    """Where the validation ranks lie beside a recorded run's test ranks."""
+    """Where the validation ranks lie beside the test ranks <path>.npz (a recorded run or a cache entry)."""
     return path.with_name(path.name + ".valid.npz")
 
 

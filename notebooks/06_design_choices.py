@@ -54,7 +54,7 @@ from handbook.models import TIGER, DecoderOnly
 from handbook.paths import cache_dir, output_dir
 from handbook.reading import reading_baselines
 from handbook.sid import SemanticIDs
-from handbook.sweep import recorded_run
+from handbook.sweep import VALID_RANKS, recorded_run
 from handbook.tokenizers import make_tokenizer
 from handbook.train import fit
 
@@ -499,6 +499,5 @@ write_metrics(out, metrics)
 # validation ranks (constrained), which chapter 11 chooses on
 arm_ranks = {f"{arm} ({mode})": r for arm, by_mode in test_ranks.items() for mode, r in by_mode.items()}
 write_npz_atomic(out / "ranks.npz", {**arm_ranks, **baselines.ranks})
-if valid_ranks:
-    write_npz_atomic(out / "valid_ranks.npz", {**{f"{arm} (constrained)": r for arm, r in valid_ranks.items()}, **baselines.valid_ranks})
+write_npz_atomic(out / VALID_RANKS, {**{f"{arm} (constrained)": r for arm, r in valid_ranks.items()}, **baselines.valid_ranks})
 print("wrote", sorted(metrics))

@@ -63,7 +63,7 @@ from handbook.models.rpg import mtp_loss
 from handbook.paths import cache_dir, output_dir
 from handbook.reading import reading_baselines
 from handbook.sid import SemanticIDs
-from handbook.sweep import recorded_run
+from handbook.sweep import VALID_RANKS, recorded_run
 from handbook.tokenizers import OPQ
 from handbook.train import fit
 
@@ -714,6 +714,5 @@ write_metrics(out, metrics)
 # every model's per-user test ranks and each test target's training count: what chapter 11 pools over seeds;
 # the validation ranks beside them: what chapter 11 chooses on
 write_npz_atomic(out / "ranks.npz", {**ranks, "target training count": target_counts})
-if valid_ranks:
-    write_npz_atomic(out / "valid_ranks.npz", valid_ranks)
+write_npz_atomic(out / VALID_RANKS, valid_ranks)
 print("wrote", sorted(metrics))

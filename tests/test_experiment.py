@@ -93,6 +93,14 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
         check_metrics(saved["test_exact"])
 
 
+def test_eval_every_validates_sparsely(tmp_path) -> None:
+    """A long run may validate every few epochs: validation rows only at those epochs and the last."""
+    record = run_experiment("sasrec", "ml-100k", device="cpu", out_dir=tmp_path, **{**TINY["sasrec"], "epochs": 3, "eval_every": 2})
+    history = record["validation"]["history"]
+    assert [row["epoch"] for row in history if "val_ndcg@10" in row] == [2, 3]
+    assert record["config"]["eval_every"] == 2 and "eval_every=2" in record["command"]
+
+
 def test_overrides_and_paper_configs() -> None:
     config = make_config("rpg", "ml-100k", epochs=2, lr=1, hidden=32.0, graph_decoding="false")
     assert config["epochs"] == 2 and config["hidden"] == 32 and isinstance(config["hidden"], int)

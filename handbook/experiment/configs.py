@@ -17,6 +17,9 @@ DATA = {
     "embed_model": DEFAULT_MODEL,  # offline stand-in for sentence-T5 (TIGER) / text-embedding-3-large (RPG)
     "eval_batch_size": 256,  # users per evaluation batch (speed only)
     "amp": False,  # the papers train in fp32 (GRID: precision 32-true); "bf16" is faster on a GPU
+    # validate every epoch, as the references do; a long CPU run may validate every few epochs
+    # (patience then counts validations, not epochs)
+    "eval_every": 1,
 }
 
 # SASRec (Kang & McAuley, ICDM 2018, Sec. IV-C) unless said otherwise. The handbook's SASRec

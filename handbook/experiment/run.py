@@ -85,7 +85,7 @@ def run_experiment(
             recipe.model, recipe.batches, lambda m: recipe.evaluate(m, "valid", (5, 10)),
             epochs=config["epochs"], lr=config["lr"], optimizer=config["optimizer"], weight_decay=config["weight_decay"],
             warmup_steps=config["warmup_steps"], schedule=config["schedule"], grad_clip=config["grad_clip"],
-            patience=config["patience"], metric="ndcg@10", device=context.device, amp=config["amp"],
+            patience=config["patience"], eval_every=config["eval_every"], metric="ndcg@10", device=context.device, amp=config["amp"],
             seed=seed, steps_per_epoch=recipe.steps_per_epoch, checkpoint_dir=ckpt, show_progress=show_progress,
         )  # fmt: skip
     record: dict[str, Any] = {

@@ -241,12 +241,16 @@ def check_11_over_seeds(metrics: dict) -> None:
         assert (row["test ndcg@10 if adopted"] != "") == row["adopted"], name
     assert set(metrics["adopted_on_validation"]) == {"ladder", "whitening", "tiger"}
     assert set(metrics["whitening"]) == {"RPG", "ACERec"}
+    assert all(row["read on"] == "validation" for row in metrics["whitening"].values())
     tiger = metrics["tiger_reference_choices"]  # both TIGER sweeps, each arm against the one it changes
     assert set(tiger) == {
         "per-level-head", "relative-positions", "tiger-recipe", "grid-recipe",
         "subsequences", "rqvae", "rqvae-through-residuals",
     }  # fmt: skip
     assert tiger["rqvae-through-residuals"]["vs"] == "rqvae (constrained)" and tiger["subsequences"]["vs"] == "baseline (constrained)"
+    for name, row in tiger.items():  # the TIGER sweeps keep validation ranks too
+        assert row["read on"] == "validation", name
+        assert (row["test ndcg@10 if adopted"] != "") == row["adopted"], name
     assert set(metrics["cold_start_acerec_minus_rpg"]) <= {"0", "1-9", "10-49", "50-149", "150+"}
 
 

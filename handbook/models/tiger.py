@@ -30,11 +30,10 @@ version, because at reading size the reference choices did not score differently
   beam search. The loss is the mean over the target's tokens (GRID and cornac sum the
   levels' cross-entropies: a constant factor Adam does not see).
 
-Measured as notebook 06's arms on ml-100k (1 + 1 layers, d 64, histories of 5, 2 epochs)
-over seeds 0-2 (`sweeps/tiger-reference-choices.yaml`, notebook 11 section 7), test
-NDCG@10 with constrained beam 10, mean ± sd: full_vocab + absolute .0317 ± .0018,
-per_level .0312 ± .0014, relative .0301 ± .0004; neither difference to the first is
-measurable (pooled paired intervals -.0004 [-.0037, .0029] and -.0016 [-.0050, .0020]).
+Measured as notebook 06's arms on ml-100k (1 + 1 layers, d 64, histories of 5, at most 8
+epochs, patience 2) over seeds 0-2 (`sweeps/tiger-reference-choices.yaml`, notebook 11
+section 7), on validation: neither per_level (+.0003 [-.0040, .0050]) nor relative (-.0086
+[-.0150, -.0024], one seed of three above 0) is a measured difference from the defaults.
 
 Beam search keeps a KV cache (`TIGERBeamStep`): the encoder's cross-attention keys and
 values once per user, shared by its beams, and the decoder's self-attention keys and

@@ -22,10 +22,11 @@ rather than on the few largest. `whiten=True` does that here, at the input's ful
 dimension (a 384-d encoder has no 512 components to keep, and fewer would drop
 information PQ could use), fitted on the tokenizer's training rows (the reference fits
 it on every item's embedding). The plain PQ/OPQ default stays unwhitened; the RPG and
-ACERec experiment configs turn it on, as the reference does. At notebook 08's reading size
-over three seeds (notebook 11, section 6) whitening at full dimension lowered ACERec's
-NDCG@10 (-.0123 [-.0186, -.0062]) and made no measurable difference to RPG's, so notebook
-08 leaves it off; the reference's PCA also drops dimensions, which this one cannot.
+ACERec experiment configs turn it on, as the reference does. At notebook 08's reading size,
+each model trained to its validation plateau, whitening at full dimension made no measurable
+difference over three seeds on validation (notebook 11, section 6: RPG's pooled interval excludes
+0, but one seed of three disagrees), so notebook 08 keeps its unwhitened default; the
+reference's PCA also drops dimensions, which this one cannot.
 """
 
 from __future__ import annotations

@@ -83,10 +83,11 @@ bench: setup
 	$(BIN)/python -m handbook.bench.reading --baseline $(BENCH_BASELINE)
 
 ## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json;
+## a killed run, started again, resumes after its last epoch (checkpoints/);
 ## PROFILE=cpu (Beauty: 168 min of training measured on 2 cores) or PROFILE=gpu (projected: about 10 min on one H100) -> <model>-<profile>.json.
 reproduce: setup
 	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [PROFILE=paper|cpu|gpu] [ARGS='--models rpg -o epochs=1']"; exit 2; }
-	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) --profile $(PROFILE) $(ARGS)
+	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) --profile $(PROFILE) --checkpoints checkpoints $(ARGS)
 
 ## What make reproduce would train, without training: steps, FLOPs and projected minutes per model.
 reproduce-plan: setup

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from handbook.device import cpu_has_native_bf16, seed_everything
+from handbook.device import cpu_has_native_bf16, get_rng_state, seed_everything, set_rng_state
 from handbook.distributed import (
     init_distributed,
     loss_weight_fn,
@@ -163,6 +163,12 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
         "config": dict(getattr(model, "config", {}) or {}),
         "extra": extra,
     }
+    return _save_atomic(payload, path)
+
+
+def _save_atomic(payload: Any, path: Path) -> Path:
+    """torch.save `payload` to `path` through a temporary file, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -172,6 +178,23 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _load_training_state(path: Path, settings: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The state `fit` saved in `path`, after checking it was saved by a run with the same `settings`."""
+    state = torch.load(path, map_location=device, weights_only=False)  # our own file: it holds Python RNG state
+    saved = state.get("settings", {})
+    differ = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
+    if differ:
+        changes = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differ.items())
+        raise ValueError(
+            f"{path} was saved by a run with other settings ({changes}): run with those settings to "
+            "resume it, or delete the file to start afresh"
+        )
+    state["best_state"] = None if state["best_state"] is None else {
+        key: value.to("cpu") for key, value in state["best_state"].items()
+    }  # fmt: skip
+    return state
 
 
 def load_checkpoint(
@@ -220,7 +243,10 @@ def fit(
     the last epoch, with the model in eval mode under no_grad; training stops after
     `patience` evaluations without improvement (None: never). The weights of the best
     evaluation are kept in memory, loaded into the model at the end and, when
-    `checkpoint_dir` is given, saved there as `best.pt` beside `history.json`.
+    `checkpoint_dir` is given, saved there as `best.pt` beside `history.json`; there `last.pt`
+    also holds the whole training state after every epoch (weights, optimizer, schedule, random
+    state, best so far), so a run that is killed resumes after its last finished epoch when it is
+    started again with the same settings. It is removed when training ends.
     Without `evaluate_fn` the last epoch counts as best. `amp` ("bf16", "fp16" or True)
     is mixed precision on CUDA, and bf16 on a CPU with native bf16 (see `_autocast_dtype`). `schedule` needs the number of steps: from len() of the
     batches, or `steps_per_epoch` for iterables without one.
@@ -268,7 +294,32 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
     started = time.perf_counter()
-    epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not show_progress)
+    # What a resumed run must share with the run that saved `last.pt`, or it would splice two schedules.
+    settings = {
+        "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+        "schedule": schedule, "n_steps": n_steps, "patience": patience, "eval_every": eval_every,
+        "metric": metric, "seed": seed, "world_size": context.world_size,
+    }  # fmt: skip
+    done = 0
+    resume_path = out_dir / "last.pt" if out_dir is not None else None
+    if resume_path is not None and resume_path.exists():
+        state = _load_training_state(resume_path, settings, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        for key in ("history", "best_epoch", "best_metrics", "stopped_early", "epochs_run", "step_losses"):
+            setattr(result, key, state["result"][key])
+        best_score, best_state, bad_evals = state["best_score"], state["best_state"], state["bad_evals"]
+        started -= state["seconds"]
+        done = result.epochs_run
+        set_rng_state(state["rng"])
+        if context.is_main:
+            print(f"resuming from {resume_path} after epoch {done} of {epochs}", flush=True)
+    epoch_bar = tqdm(range(done + 1, epochs + 1), desc="epochs", disable=not show_progress)
+    if result.stopped_early:  # killed after its last epoch was saved, before the run was written
+        epoch_bar = tqdm(range(0), disable=True)
     for epoch in epoch_bar:
         model.train()
         tick = time.perf_counter()
@@ -362,14 +413,26 @@ def fit(
                 bad_evals += 1
         result.history.append(row)
         result.epochs_run = epoch
-        if out_dir is not None and context.is_main:
-            write_json_atomic(out_dir / "history.json", result.history)
         epoch_bar.set_postfix(
             loss=f"{row['train_loss']:.4f}",
             **({metric: f"{best_score:.4f}"} if best_state is not None else {}),
         )
         if patience is not None and best_state is not None and bad_evals >= patience:
             result.stopped_early = True
+        if out_dir is not None and context.is_main:
+            write_json_atomic(out_dir / "history.json", result.history)
+            _save_atomic(
+                {
+                    "settings": settings, "model": _state_on_cpu(model), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
+                    "result": {key: getattr(result, key) for key in (
+                        "history", "best_epoch", "best_metrics", "stopped_early", "epochs_run", "step_losses")},
+                    "best_score": best_score, "best_state": best_state, "bad_evals": bad_evals,
+                    "seconds": time.perf_counter() - started, "rng": get_rng_state(),
+                },
+                resume_path,
+            )  # fmt: skip
+        if result.stopped_early:
             break
     epoch_bar.close()
 
@@ -380,6 +443,8 @@ def fit(
         result.best_epoch = result.epochs_run
         if out_dir is not None and context.is_main:
             save_checkpoint(model, out_dir / "best.pt", epoch=result.epochs_run, metrics={})
+    if resume_path is not None and context.is_main:
+        resume_path.unlink(missing_ok=True)  # training is over: a new run starts afresh
     del ddp  # drops DDP's gradient hooks; `model` stays as trained
     model.eval()
     result.seconds = time.perf_counter() - started

@@ -57,6 +57,52 @@ def test_sasrec_memorises_toy_sequences(tmp_path) -> None:
     assert "val_ndcg@10" in saved[4] and "val_ndcg@10" not in saved[0]
 
 
+def _fit_toy(model: SASRec, checkpoint_dir, evaluate, **kwargs):
+    return fit(
+        model,
+        lambda epoch: SASRec.make_batches(TOY_SEQUENCES, MAX_LEN, batch_size=2, seed=epoch),
+        evaluate, epochs=6, lr=1e-2, warmup_steps=2, schedule="cosine", patience=None, device="cpu",
+        seed=0, checkpoint_dir=checkpoint_dir, show_progress=False, **kwargs,
+    )  # fmt: skip
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path) -> None:
+    histories, targets = _toy_eval_arrays()
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return evaluate_model(m, histories, targets, ks=(10,))
+
+    def model() -> SASRec:  # dropout on: a resumed run must also restore the random state
+        torch.manual_seed(0)
+        return SASRec(n_items=12, max_len=MAX_LEN, hidden=32, n_layers=1, n_heads=2, dropout=0.3)
+
+    whole = model()
+    straight = _fit_toy(whole, tmp_path / "straight", evaluate)
+    assert not (tmp_path / "straight" / "last.pt").exists()  # removed once training is over
+
+    calls = 0
+
+    def killed_at_epoch_4(m: nn.Module) -> dict[str, float]:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise KeyboardInterrupt  # as a kill during epoch 4's validation
+        return evaluate(m)
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit_toy(model(), tmp_path / "split", killed_at_epoch_4)
+    assert (tmp_path / "split" / "last.pt").exists()
+    with pytest.raises(ValueError, match="last.pt was saved by a run with other settings .*lr 0.01 -> 0.02"):
+        fit(model(), [], evaluate, epochs=6, lr=2e-2, checkpoint_dir=tmp_path / "split", device="cpu")
+
+    resumed_model = model()
+    resumed = _fit_toy(resumed_model, tmp_path / "split", evaluate)
+    assert [row["epoch"] for row in resumed.history] == list(range(1, 7))
+    assert resumed.step_losses == pytest.approx(straight.step_losses, abs=1e-6)
+    assert resumed.best_epoch == straight.best_epoch
+    torch.testing.assert_close(resumed_model.state_dict(), whole.state_dict())
+
+
 class _Scripted(nn.Module):
     """A one-parameter model whose validation score follows a script, to test the bookkeeping."""
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/ in the checkout)")
-    parser.add_argument("--checkpoints", type=Path, default=None, help="also save each model's best weights here")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="save each model's best weights here, and its training state every epoch: a killed run started again resumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--profile", default="paper", choices=list(PROFILES), help="paper settings, or a budget (handbook.profiles)")
     parser.add_argument("--dry-run", action="store_true", help="print each model's steps, FLOPs and projected time; train nothing")

@@ -80,7 +80,8 @@ def run_experiment(
 
     run = None
     if recipe.batches is not None:
-        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / prep.slug / name
+        # one folder per results file, so a cpu run never resumes from a paper-settings one
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / prep.slug / results_name(name, profile).removesuffix(".json")
         run = fit(
             recipe.model, recipe.batches, lambda m: recipe.evaluate(m, "valid", (5, 10)),
             epochs=config["epochs"], lr=config["lr"], optimizer=config["optimizer"], weight_decay=config["weight_decay"],

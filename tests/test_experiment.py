@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -80,13 +81,18 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
     assert saved["git_commit"] is None or len(saved["git_commit"].split("+")[0]) == 40
     if model == "most-popular":
         assert saved["validation"]["epochs_run"] == 0 and saved["n_parameters"] == 0
+        assert saved["train_steps"] == 0 and saved["plateau"] is None
     else:
         assert saved["validation"]["epochs_run"] == 1 and saved["validation"]["best_epoch"] == 1
+        assert saved["train_steps"] > 0
         assert saved["train_seconds"] > 0 and saved["n_parameters"] > 0
         assert saved["validation"]["history"][0]["val_ndcg@10"] == saved["validation"]["best"]["ndcg@10"]
     if model == "tiger":
         assert saved["sid"]["n_digits"] == 4 and saved["sid"]["dedup"]  # 3 levels + the dedup digit
         assert saved["test"]["invalid_share"] == 0.0  # constrained beam search
+    if model in ("sasrec", "rpg", "acerec"):  # where the popularity plateau lies, beside the loss
+        lines = list(saved["plateau"].values())
+        assert 0 < lines[-1] <= lines[0] < math.log(1349 if model == "sasrec" else 2 ** TINY[model]["nbits"])
     if model == "rpg":
         assert saved["sid"]["n_digits"] == 4 and not saved["sid"]["dedup"]
         assert saved["test_decoding"] == "graph" and "visited" in saved["test"]  # the paper's decoding
@@ -257,6 +263,8 @@ def test_rpg_headline_is_graph_decoded_with_exact_scoring_beside_it(tmp_path) ->
     assert table.loc["rpg", "decoding"] == "graph"
     assert table.loc["rpg", "ndcg@10"] == graph["test"]["ndcg@10"]
     assert table.loc["rpg", "exact ndcg@10"] == exact["test"]["ndcg@10"]
+    assert table.loc["rpg", "best/epochs"] == "1/1" and table.loc["rpg", "steps"] == graph["train_steps"]
+    assert table.loc["rpg", "popularity plateau"] == graph["plateau"]["per-digit entropy of the codes"]
 
 
 def test_compare_prints_saved_results_and_their_paired_intervals(tmp_path, capsys) -> None:

@@ -51,6 +51,13 @@ def summary_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
         published = record.get("published") or {}
         row.update({f"paper {k}": published.get(k) for k in METRICS})
         row["train s"] = round(record.get("train_seconds", 0.0))
+        validation = record.get("validation") or {}
+        if validation.get("epochs_run"):
+            row["best/epochs"] = f"{validation['best_epoch']}/{validation['epochs_run']}"
+            row["steps"] = record.get("train_steps")
+            row["final loss"] = validation["history"][-1]["train_loss"]
+            # the loss of a model that ignores the history: a final loss there has learned only popularity
+            row["popularity plateau"] = next(iter((record.get("plateau") or {}).values()), None)
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 

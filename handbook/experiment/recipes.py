@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from handbook import plateaus
 from handbook.data import samples_per_sequence, training_samples
 from handbook.data.preprocess import SequenceData
 from handbook.decoding.beam import evaluate_generative
@@ -33,6 +34,9 @@ class Recipe:
     evaluate: Callable[..., Any]
     sids: SemanticIDs | None = None
     decoding: str = "exact"  # how `evaluate` ranks: "exact" (every item scored) or "beam"
+    # training loss (nats) of models that ignore the history, to read the final loss against
+    # (`handbook.plateaus`): a loss that ends on the first line has learned only popularity
+    plateau: dict[str, float] | None = None
 
 
 def _split_arrays(data: SequenceData, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -68,7 +72,9 @@ def _sasrec(
     def evaluate(m, split, ks, return_ranks=False):
         return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
-    return Recipe(model, batches, len(batches(0)), evaluate)
+    _, following = plateaus.transitions(train)
+    plateau = {"entropy of the items (most-popular)": plateaus.item_entropy(following, data.n_items)}
+    return Recipe(model, batches, len(batches(0)), evaluate, plateau=plateau)
 
 
 def _tiger(
@@ -149,7 +155,12 @@ def _rpg_like(model_cls, extra: tuple[str, ...], item_counts: bool = False):
         def evaluate(m, split, ks, return_ranks=False):
             return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
-        return Recipe(model, batches, len(batches(0)), evaluate, sids)
+        previous, following = plateaus.transitions(train)
+        plateau = {
+            "per-digit entropy of the codes": float(plateaus.digit_entropy(sids.codes, following).mean()),
+            "last-item count model": float(plateaus.last_item_cross_entropy(sids.codes, previous, following).mean()),
+        }
+        return Recipe(model, batches, len(batches(0)), evaluate, sids, plateau=plateau)
 
     return build
 

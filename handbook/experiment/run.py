@@ -138,6 +138,8 @@ def run_experiment(
                 "stopped_early": False if run is None else run.stopped_early,
                 "history": [] if run is None else run.history,
             },
+            "train_steps": 0 if run is None else len(run.step_losses),
+            "plateau": recipe.plateau,  # losses of models that ignore the history, to read history's last train_loss against
             "config": config,
             "sid": None if recipe.sids is None else recipe.sids.summary(),
             "n_parameters": n_parameters,

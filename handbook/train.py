@@ -184,7 +184,8 @@ def _load_training_state(path: Path, settings: dict[str, Any], device: torch.dev
     """The state `fit` saved in `path`, after checking it was saved by a run with the same `settings`."""
     state = torch.load(path, map_location=device, weights_only=False)  # our own file: it holds Python RNG state
     saved = state.get("settings", {})
-    differ = {key: (saved.get(key), value) for key, value in settings.items() if saved.get(key) != value}
+    # compared where the saving run recorded them (a file from before a setting was recorded still resumes)
+    differ = {key: (saved[key], value) for key, value in settings.items() if key in saved and saved[key] != value}
     if differ:
         changes = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differ.items())
         raise ValueError(
@@ -299,6 +300,7 @@ def fit(
         "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
         "schedule": schedule, "n_steps": n_steps, "patience": patience, "eval_every": eval_every,
         "metric": metric, "seed": seed, "world_size": context.world_size,
+        "model": {**(getattr(model, "config", None) or {}), "class": type(model).__name__},
     }  # fmt: skip
     done = 0
     resume_path = out_dir / "last.pt" if out_dir is not None else None
@@ -317,9 +319,9 @@ def fit(
         set_rng_state(state["rng"])
         if context.is_main:
             print(f"resuming from {resume_path} after epoch {done} of {epochs}", flush=True)
-    epoch_bar = tqdm(range(done + 1, epochs + 1), desc="epochs", disable=not show_progress)
-    if result.stopped_early:  # killed after its last epoch was saved, before the run was written
-        epoch_bar = tqdm(range(0), disable=True)
+    # a run killed after early stopping had ended it has no epoch left
+    remaining = range(0) if result.stopped_early else range(done + 1, epochs + 1)
+    epoch_bar = tqdm(remaining, desc="epochs", disable=not show_progress)
     for epoch in epoch_bar:
         model.train()
         tick = time.perf_counter()

@@ -99,12 +99,16 @@ def test_model_runs_end_to_end(model, tmp_path) -> None:
         check_metrics(saved["test_exact"])
 
 
-def test_eval_every_validates_sparsely(tmp_path) -> None:
+def test_eval_every_validates_sparsely(tmp_path, capsys) -> None:
     """A long run may validate every few epochs: validation rows only at those epochs and the last."""
-    record = run_experiment("sasrec", "ml-100k", device="cpu", out_dir=tmp_path, **{**TINY["sasrec"], "epochs": 3, "eval_every": 2})
+    overrides = {**TINY["sasrec"], "epochs": 3, "eval_every": 2}
+    record = experiment.run_all("ml-100k", ["sasrec"], overrides, device="cpu", out_dir=tmp_path)[0]["sasrec"]
     history = record["validation"]["history"]
     assert [row["epoch"] for row in history if "val_ndcg@10" in row] == [2, 3]
     assert record["config"]["eval_every"] == 2 and "eval_every=2" in record["command"]
+    # the run says where early stopping ended it, against its cap, and the steps it got
+    best = record["validation"]["best_epoch"]
+    assert f"best epoch {best} of 3 (cap 3), {record['train_steps']} steps" in capsys.readouterr().out
 
 
 def test_overrides_and_paper_configs() -> None:

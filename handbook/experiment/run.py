@@ -200,5 +200,12 @@ def run_all(
             metrics = ", ".join(f"{k} {record['test'][k]:.4f}" for k in METRICS)
             if record.get("test_exact"):
                 metrics += f" ({record['test_decoding']} decoding; exact scoring: ndcg@10 {record['test_exact']['ndcg@10']:.4f})"
-            print(f"    {metrics} ({record['train_seconds']:.0f} s training)", flush=True)
+            validation = record["validation"]
+            stopping = (
+                f"best epoch {validation['best_epoch']} of {validation['epochs_run']} (cap {record['config']['epochs']}), "
+                f"{record['train_steps']} steps, "
+                if validation["epochs_run"]
+                else ""
+            )
+            print(f"    {metrics} ({stopping}{record['train_seconds']:.0f} s training)", flush=True)
     return records, failures

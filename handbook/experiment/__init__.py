@@ -13,7 +13,9 @@ the test split (full ranking; TIGER: constrained beam search, beam 20; RPG: grap
 the paper reports it, with exact scoring beside it) and write
 `<out>/<dataset>/<model>.json` atomically. `-o NAME=VALUE` overrides any value of the
 configs below; a model that fails is reported, the others still run, and the exit code
-is then 1. Under torchrun only rank 0 evaluates on test and writes.
+is then 1. Under torchrun only rank 0 evaluates on test and writes. With `--checkpoints DIR`
+(`make reproduce` passes `checkpoints/`) a run that is killed resumes after its last finished
+epoch when the same command is run again.
 
 Every value of the configs says where it comes from. Where a paper is silent the
 authors' code decides; the item text encoder is the one exception: the papers' encoders

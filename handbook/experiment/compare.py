@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from handbook.experiment.configs import METRICS
+from handbook.experiment.recipes import POPULARITY_LINES
 from handbook.experiment.run import ranks_name
 from handbook.metrics import seed_paired_difference
 
@@ -57,7 +58,8 @@ def summary_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
             row["steps"] = record.get("train_steps")
             row["final loss"] = validation["history"][-1]["train_loss"]
             # the loss of a model that ignores the history: a final loss there has learned only popularity
-            row["popularity plateau"] = next(iter((record.get("plateau") or {}).values()), None)
+            plateau = record.get("plateau") or {}
+            row["popularity plateau"] = next((plateau[k] for k in POPULARITY_LINES if k in plateau), None)
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 

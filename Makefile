@@ -84,7 +84,7 @@ bench: setup
 
 ## Every model at the papers' settings: make reproduce DATASET=<folder> -> results/<dataset>/<model>.json;
 ## a killed run, started again, resumes after its last epoch (checkpoints/);
-## PROFILE=cpu (Beauty: 168 min of training measured on 2 cores) or PROFILE=gpu (projected: about 10 min on one H100) -> <model>-<profile>.json.
+## PROFILE=cpu (Beauty: about 65 min of training steps projected on 2 cores) or PROFILE=gpu (projected: about 6 min on one H100) -> <model>-<profile>.json.
 reproduce: setup
 	@test -n "$(DATASET)" || { echo "usage: make reproduce DATASET=<folder|amazon2014:Category|ml-100k> [PROFILE=paper|cpu|gpu] [ARGS='--models rpg -o epochs=1']"; exit 2; }
 	$(BIN)/python -m handbook.experiment $(DATASET) --device $(DEVICE) --profile $(PROFILE) --checkpoints checkpoints $(ARGS)

@@ -2,17 +2,19 @@
 
 A profile is a set of overrides per model, applied on top of the paper configs of
 `handbook.experiment` and under the user's own `-o` overrides. `paper` changes nothing.
-`cpu` trains the five models on Amazon Beauty at sizes a 2-core CPU can run (measured: 168
-minutes of training in all, evaluation included, where the FLOP projection of the dry run
-says 34 for training alone); `gpu` at paper dimensions, projected at about 10 minutes on one
-H100 or H200 (bf16), not yet run. Each results file records its
+`cpu` trains the five models on Amazon Beauty at sizes a 2-core CPU can run (the dry run
+projects 65 minutes of training steps, evaluation not included; the README's Beauty table has
+the measured runs); `gpu` at paper dimensions, RPG and ACERec at the reference's full schedule,
+projected at about 6 minutes of training on one H100 or H200 (bf16), not yet run. Each results file records its
 profile, and `python -m handbook.experiment <dataset> --profile P --dry-run` prints the
 steps, the training FLOPs and a projected time of each model before anything trains.
 
 Cutting epochs alone does not shrink a schedule: RPG's reference warms up for 10,000 of
 its ~13,000 steps, so three epochs of it end before the learning rate peaks (N@10 .0020
-on Beauty at hidden 128, below most-popular). Each budget therefore scales warm-up and
-patience with its step budget: warm-up about 10% of the steps, patience a few epochs.
+on Beauty at hidden 128, below most-popular). Nor does scaling the warm-up down with the
+steps: RPG then climbs to its peak within a few epochs and stays near its popularity plateau
+(README, "RPG's popularity plateau on Beauty"). Each budget sets warm-up, peak and patience
+for its step budget, as commented below.
 RPG and ACERec train on length-bucketed, trimmed batches (`RPG.make_batches(bucket=True)`),
 which skip most of the padding of Beauty's short sequences.
 The sizes below come from step timings on this project's 2-core CPU (an RPG epoch at

@@ -240,6 +240,9 @@ print(f"random directions in D = {hidden} have cosines of sd about 1/sqrt(D) = {
 # leave-one-out) is a second line. The curve below draws both (`handbook.plateaus`); a training loss
 # on the first line has learned popularity, not sequences. RPG leaves that line only after it has
 # learned the popularity of the codes, and how soon depends on its size, the codes and the budget.
+# On Amazon Beauty (README, *CPU scale on Amazon Beauty*) the learning rate's path decided it: a
+# quick climb to the reference's peak kept RPG near the line for most of a long run, and the
+# reference's own slow warm-up left it early.
 # The training loss is averaged over each epoch with dropout on (0.5 here), so it sits above what
 # the same weights reach in evaluation.
 

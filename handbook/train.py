@@ -198,6 +198,25 @@ def _load_training_state(path: Path, settings: dict[str, Any], device: torch.dev
     return state
 
 
+def _check_same_buffers(model: nn.Module, saved: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse to resume where the model's fixed tensors (semantic IDs, item counts) differ from the saved run's.
+
+    They are built from the data, not learned: loading the saved ones over them would leave the model's
+    other tables (built beside them, not saved) disagreeing. faiss's OPQ, for one, fits other codes
+    with another number of threads.
+    """
+    learned = dict(model.named_parameters())
+    for name, buffer in model.state_dict().items():
+        if name in learned or name not in saved:
+            continue
+        if buffer.shape != saved[name].shape or not torch.equal(buffer.cpu(), saved[name].cpu()):
+            raise ValueError(
+                f"{path} was saved by a run whose {name!r} differs from this run's (data-derived, not "
+                "learned: e.g. semantic IDs fitted with another number of threads): resume with the same "
+                "data, settings and threads, or delete the file to start afresh"
+            )
+
+
 def load_checkpoint(
     model: nn.Module, path: str | os.PathLike, *, strict: bool = True
 ) -> dict[str, Any]:
@@ -306,6 +325,7 @@ def fit(
     resume_path = out_dir / "last.pt" if out_dir is not None else None
     if resume_path is not None and resume_path.exists():
         state = _load_training_state(resume_path, settings, device)
+        _check_same_buffers(model, state["model"], resume_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

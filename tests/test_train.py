@@ -156,6 +156,35 @@ def test_eval_every_and_missing_metric() -> None:
         fit(model, [(torch.ones(2),)], lambda m: {"recall@10": 1.0}, epochs=1, show_progress=False)
 
 
+class _WithCodes(nn.Module):
+    """A one-parameter model beside a fixed table built from the data, as RPG's semantic IDs."""
+
+    def __init__(self, codes: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.register_buffer("codes", codes)
+
+    def loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return ((self.w * self.codes.float().mean() - batch[0]) ** 2).mean()
+
+
+def test_resuming_over_other_data_derived_tables_is_refused(tmp_path) -> None:
+    calls = iter(range(9))
+
+    def kill_at_second(m: nn.Module) -> dict[str, float]:
+        if next(calls) == 1:
+            raise KeyboardInterrupt
+        return {"ndcg@10": 0.0}
+
+    kwargs = {"epochs": 3, "device": "cpu", "checkpoint_dir": tmp_path, "show_progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        fit(_WithCodes(torch.tensor([1, 2])), [(torch.ones(2),)], kill_at_second, **kwargs)
+    with pytest.raises(ValueError, match="whose 'codes' differs from this run's"):
+        fit(_WithCodes(torch.tensor([1, 3])), [(torch.ones(2),)], lambda m: {"ndcg@10": 0.0}, **kwargs)
+    result = fit(_WithCodes(torch.tensor([1, 2])), [(torch.ones(2),)], lambda m: {"ndcg@10": 0.0}, **kwargs)
+    assert result.epochs_run == 3 and len(result.history) == 3  # the same tables resume
+
+
 def test_lr_schedules() -> None:
     kwargs = {"total_steps": 10, "warmup_steps": 2}
     assert lr_lambda(0, schedule="constant", **kwargs) == 0.5

@@ -15,7 +15,8 @@ the paper reports it, with exact scoring beside it) and write
 configs below; a model that fails is reported, the others still run, and the exit code
 is then 1. Under torchrun only rank 0 evaluates on test and writes. With `--checkpoints DIR`
 (`make reproduce` passes `checkpoints/`) a run that is killed resumes after its last finished
-epoch when the same command is run again.
+epoch when the same command is run again, with the same number of threads (faiss fits other OPQ
+codes with other threads; a resume over other codes is refused).
 
 Every value of the configs says where it comes from. Where a paper is silent the
 authors' code decides; the item text encoder is the one exception: the papers' encoders

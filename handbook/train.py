@@ -149,6 +149,10 @@ def _count_steps(first_epoch: Iterable[Any], steps_per_epoch: int | None) -> int
         return None
 
 
+# What `last.pt` keeps of a TrainResult, for a resumed run to go on from.
+_RESUMED_FIELDS = ("history", "best_epoch", "best_metrics", "stopped_early", "epochs_run", "step_losses")
+
+
 def _state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of the model's state (cheap to keep in memory as the best so far)."""
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
@@ -331,7 +335,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
-        for key in ("history", "best_epoch", "best_metrics", "stopped_early", "epochs_run", "step_losses"):
+        for key in _RESUMED_FIELDS:
             setattr(result, key, state["result"][key])
         best_score, best_state, bad_evals = state["best_score"], state["best_state"], state["bad_evals"]
         started -= state["seconds"]
@@ -447,8 +451,7 @@ def fit(
                 {
                     "settings": settings, "model": _state_on_cpu(model), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
-                    "result": {key: getattr(result, key) for key in (
-                        "history", "best_epoch", "best_metrics", "stopped_early", "epochs_run", "step_losses")},
+                    "result": {key: getattr(result, key) for key in _RESUMED_FIELDS},
                     "best_score": best_score, "best_state": best_state, "bad_evals": bad_evals,
                     "seconds": time.perf_counter() - started, "rng": get_rng_state(),
                 },

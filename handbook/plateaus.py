@@ -11,7 +11,8 @@ ids (SASRec's full softmax) the plateau is the entropy of the items themselves, 
 cross-entropy: `item_entropy`.
 
 Training labels are every transition of the training sequences (each item but a sequence's first,
-with the item before it), as `RPG.make_batches` and `SASRec.make_batches` label them.
+with the item before it), as `RPG.make_batches` and `SASRec.make_batches` label them. `code_lines`
+and `item_lines` give a model's reference lines by name, as results files record them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+# Names of the reference lines; the first two are where a model that ignores the history ends,
+# over SID digits and over item ids.
+CODE_ENTROPY = "per-digit entropy of the codes"
+ITEM_ENTROPY = "entropy of the items (most-popular)"
+LAST_ITEM = "last-item count model"
+POPULARITY_LINES = (CODE_ENTROPY, ITEM_ENTROPY)
 
 
 def transitions(train_sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,3 +86,17 @@ def last_item_cross_entropy(
         p = (own + k * marginal[labels[:, j]]) / (from_context + k)
         result[j] = float(-np.log(p).mean())
     return result
+
+
+def code_lines(codes: np.ndarray, train_sequences: Sequence[np.ndarray]) -> dict[str, float]:
+    """Reference lines (nats per digit) of a model predicting the digits of `codes` (RPG, ACERec)."""
+    previous, following = transitions(train_sequences)
+    return {
+        CODE_ENTROPY: float(digit_entropy(codes, following).mean()),
+        LAST_ITEM: float(last_item_cross_entropy(codes, previous, following).mean()),
+    }
+
+
+def item_lines(train_sequences: Sequence[np.ndarray], n_items: int) -> dict[str, float]:
+    """Reference line (nats) of a model over the item ids 1..n_items (SASRec's full softmax)."""
+    return {ITEM_ENTROPY: item_entropy(transitions(train_sequences)[1], n_items)}

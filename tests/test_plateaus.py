@@ -5,7 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from handbook.plateaus import digit_entropy, item_entropy, last_item_cross_entropy, transitions
+from handbook.plateaus import (
+    CODE_ENTROPY,
+    ITEM_ENTROPY,
+    LAST_ITEM,
+    code_lines,
+    digit_entropy,
+    item_entropy,
+    item_lines,
+    last_item_cross_entropy,
+    transitions,
+)
 
 
 def test_transitions_pair_each_item_but_the_first_with_the_one_before() -> None:
@@ -38,3 +48,14 @@ def test_last_item_cross_entropy_leaves_each_transition_out() -> None:
     # a next code the last item decides, seen many times, costs almost nothing
     many = last_item_cross_entropy(codes, np.repeat([5, 6], 500), np.repeat([1, 2], 500))
     assert many[0] < 0.01
+
+
+def test_named_lines_are_the_means_over_digits_of_the_training_transitions() -> None:
+    sequences = [np.array([1, 2, 3, 1]), np.array([2, 3]), np.array([3, 1, 2])]
+    codes = np.array([[0, 1], [1, 1], [1, 0]])
+    previous, following = transitions(sequences)  # following: 2 3 1 3 1 2
+    lines = code_lines(codes, sequences)
+    assert set(lines) == {CODE_ENTROPY, LAST_ITEM}
+    assert lines[CODE_ENTROPY] == pytest.approx(digit_entropy(codes, following).mean())
+    assert lines[LAST_ITEM] == pytest.approx(last_item_cross_entropy(codes, previous, following).mean())
+    assert item_lines(sequences, 3) == {ITEM_ENTROPY: pytest.approx(math.log(3))}  # each item twice

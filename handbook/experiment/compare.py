@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from handbook.experiment.configs import METRICS
-from handbook.experiment.recipes import POPULARITY_LINES
 from handbook.experiment.run import ranks_name
 from handbook.metrics import seed_paired_difference
+from handbook.plateaus import POPULARITY_LINES
 
 
 def paired_differences(

@@ -22,13 +22,6 @@ from handbook.models import RPG, TIGER, ACERec, MostPopular, SASRec
 from handbook.sid import SemanticIDs
 from handbook.tokenizers import OPQ, make_tokenizer
 
-# Names of the reference lines a recipe records (`Recipe.plateau`); the first two are where a model
-# that ignores the history ends, for SID models and for item-id models.
-CODE_ENTROPY = "per-digit entropy of the codes"
-ITEM_ENTROPY = "entropy of the items (most-popular)"
-LAST_ITEM = "last-item count model"
-POPULARITY_LINES = (CODE_ENTROPY, ITEM_ENTROPY)
-
 
 @dataclass
 class Recipe:
@@ -79,9 +72,7 @@ def _sasrec(
     def evaluate(m, split, ks, return_ranks=False):
         return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
-    _, following = plateaus.transitions(train)
-    plateau = {ITEM_ENTROPY: plateaus.item_entropy(following, data.n_items)}
-    return Recipe(model, batches, len(batches(0)), evaluate, plateau=plateau)
+    return Recipe(model, batches, len(batches(0)), evaluate, plateau=plateaus.item_lines(train, data.n_items))
 
 
 def _tiger(
@@ -162,12 +153,7 @@ def _rpg_like(model_cls, extra: tuple[str, ...], item_counts: bool = False):
         def evaluate(m, split, ks, return_ranks=False):
             return evaluate_model(m, *arrays[split], ks=ks, batch_size=c["eval_batch_size"], return_ranks=return_ranks)
 
-        previous, following = plateaus.transitions(train)
-        plateau = {
-            CODE_ENTROPY: float(plateaus.digit_entropy(sids.codes, following).mean()),
-            LAST_ITEM: float(plateaus.last_item_cross_entropy(sids.codes, previous, following).mean()),
-        }
-        return Recipe(model, batches, len(batches(0)), evaluate, sids, plateau=plateau)
+        return Recipe(model, batches, len(batches(0)), evaluate, sids, plateau=plateaus.code_lines(sids.codes, train))
 
     return build
 

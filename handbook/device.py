@@ -39,6 +39,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def flush_denormals() -> bool:
+    """Compute float32 values under 1.2e-38 (denormals) as zero on CPU, from now on in this process.
+
+    CPUs take a slow path on denormals. They appear as training sharpens attention and output
+    distributions: TIGER's training steps on Beauty (one thread, beside two other jobs) took 2.1 s
+    from epoch 5's weights and 0.8 s with denormals flushed, the same weights and batches. No
+    probability or gradient that changes a result is that small. Process-wide and not undone (torch has no getter to restore
+    it); False where the CPU cannot (x86 without SSE3).
+    """
+    return torch.set_flush_denormal(True)
+
+
 def get_rng_state() -> dict[str, Any]:
     """The state of Python's, NumPy's and torch's (CPU and CUDA) generators, for `set_rng_state`."""
     return {

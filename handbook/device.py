@@ -42,11 +42,15 @@ def seed_everything(seed: int) -> torch.Generator:
 def flush_denormals() -> bool:
     """Compute float32 values under 1.2e-38 (denormals) as zero on CPU, from now on in this process.
 
-    CPUs take a slow path on denormals. They appear as training sharpens attention and output
+    CPUs take a slow path on denormals, and they appear as training sharpens attention and output
     distributions: TIGER's training steps on Beauty (one thread, beside two other jobs) took 2.1 s
     from epoch 5's weights and 0.8 s with denormals flushed, the same weights and batches. No
-    probability or gradient that changes a result is that small. Process-wide and not undone (torch has no getter to restore
-    it); False where the CPU cannot (x86 without SSE3).
+    probability or gradient that changes a result is that small.
+
+    The setting belongs to each thread, and torch's worker threads copy it from the thread that
+    starts them: called after torch's first parallel operation, it reaches the calling thread only
+    (half the elements of a 2-thread product stay denormal). `import handbook` calls it first.
+    Not undone (torch has no getter to restore it); False where the CPU cannot (x86 without SSE3).
     """
     return torch.set_flush_denormal(True)
 

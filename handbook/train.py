@@ -23,13 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from handbook.device import (
-    cpu_has_native_bf16,
-    flush_denormals,
-    get_rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from handbook.device import cpu_has_native_bf16, get_rng_state, seed_everything, set_rng_state
 from handbook.distributed import (
     init_distributed,
     loss_weight_fn,
@@ -279,8 +273,7 @@ def fit(
     started again with the same settings. It is removed when training ends.
     Without `evaluate_fn` the last epoch counts as best. `amp` ("bf16", "fp16" or True)
     is mixed precision on CUDA, and bf16 on a CPU with native bf16 (see `_autocast_dtype`). `schedule` needs the number of steps: from len() of the
-    batches, or `steps_per_epoch` for iterables without one. Denormal floats are flushed to zero
-    from here on in this process (`handbook.device.flush_denormals`).
+    batches, or `steps_per_epoch` for iterables without one.
 
     Under torchrun (or an initialised process group) every rank must pass the same
     global batches: each trains on its shard, validation runs on rank 0 and files are
@@ -291,7 +284,6 @@ def fit(
     if epochs < 1 or eval_every < 1:
         raise ValueError(f"epochs and eval_every must be >= 1, got {epochs} and {eval_every}")
     seed_everything(seed)
-    flush_denormals()  # steps slow down as a model sharpens without it (`handbook.device`)
     context = init_distributed(device)
     device = context.device
     model.to(device)

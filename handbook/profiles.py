@@ -32,8 +32,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # SASRec at paper size took 25 min on Beauty (best epoch 34 of 54): stop sooner.
         "sasrec": {"epochs": 30, "patience": 5},
         # TIGER at 4+4 layers d 128 is 37 min an epoch here: GRID's small 2+2 layers d 64, about
-        # 5.5 min an epoch of 514 steps on one thread with denormals flushed (`fit`). Three epochs
-        # ended still rising; up to ten, stopping on validation.
+        # 5.5 min an epoch of 514 steps on one thread with denormals flushed (`handbook.device`).
+        # Three epochs ended still rising; up to ten, stopping on validation.
         "tiger": {
             "n_layers": 2, "d_model": 64, "n_heads": 4, "head_dim": 16, "d_ff": 256,
             "rqvae_epochs": 200, "epochs": 10, "patience": 2,

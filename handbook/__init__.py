@@ -9,9 +9,9 @@ import os
 # the user chose wins. (torch loads its own OpenMP: imported before handbook, it keeps the default.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Denormal floats take a slow path on CPUs, and training makes ever more of them
-# (`handbook.device.flush_denormals`). torch's worker threads copy the setting from the thread that
-# starts them at its first parallel operation, so it is set here, on import, before any exists.
+# Denormal floats are computed as zero from here on, before torch starts its worker threads
+# (`handbook.device.flush_denormals` says why). The price: `import handbook` imports torch (about
+# 1 s), also for the modules that need none (runner, student, paths).
 from handbook.device import flush_denormals  # noqa: E402
 
 flush_denormals()

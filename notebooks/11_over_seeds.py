@@ -344,22 +344,25 @@ whiten_table.round(4)
 
 # %%
 CHANGED = {"rqvae-through-residuals": "rqvae"}  # the arm each is paired with; every other arm: "baseline"
+tiger_names = [load_sweep(resolve(path)).name for path in tiger_sweeps]
+budget = {name: (sorted(set(recorded[name]["epochs"])), sorted(set(recorded[name]["patience"]))) for name in tiger_names}
 tiger_rows = {}
-for path, runs in zip(tiger_sweeps, tiger, strict=True):
-    tiger_name = load_sweep(resolve(path)).name
-    print(f"{tiger_name}: cap {sorted(set(recorded[tiger_name]['epochs']))} epochs; baseline best epoch/epochs trained per seed {stopping(tiger_name, 'test.baseline')}")
+for tiger_name, runs in zip(tiger_names, tiger, strict=True):
+    cap, wait = budget[tiger_name]
+    print(f"{tiger_name}: cap {cap} epochs, patience {wait}; baseline best epoch/epochs trained per seed {stopping(tiger_name, 'test.baseline')}, "
+          f"test NDCG@10 {mean_sd(recorded[tiger_name]['test.baseline.ndcg@10 (constrained)'])}")
     test_runs = runs[0]
     for arm in (name.removesuffix(" (constrained)") for name in test_runs[sorted(test_runs)[0]] if name.endswith(" (constrained)")):
-        if arm in tiger_rows or arm == "baseline":  # a later sweep's own baseline: the same settings and seeds as the first's
+        if arm == "baseline":  # each sweep trains its own baseline, at its own budget: the reference of its arms
             continue
         vs = CHANGED.get(arm, "baseline")
         tiger_rows[arm] = {**choose(runs, f"{arm} (constrained)", runs, f"{vs} (constrained)"), "epochs (best/trained)": stopping(tiger_name, f"test.{arm}")}
 tiger_table = pd.DataFrame(tiger_rows).T.infer_objects()
 tiger_table.index.name = "arm - vs"
-shared = [(runs[0], s) for runs in tiger[1:] for s in sorted(set(runs[0]) & set(tiger[0][0] if tiger else {}))]
-if shared:  # the reading-size TIGER is deterministic: a later sweep's baseline repeats the first's
-    same = all(np.array_equal(runs[s]["baseline (constrained)"], tiger[0][0][s]["baseline (constrained)"]) for runs, s in shared)
-    print(f"the baseline's test ranks are the same in every TIGER sweep: {same}")
+alike = [runs for name, runs in zip(tiger_names[1:], tiger[1:], strict=True) if budget[name] == budget[tiger_names[0]]]
+if alike:  # the reading-size TIGER is deterministic: at the same budget a later sweep's baseline repeats the first's
+    same = all(np.array_equal(runs[0][s]["baseline (constrained)"], tiger[0][0][s]["baseline (constrained)"]) for runs in alike for s in set(runs[0]) & set(tiger[0][0]))
+    print(f"the baseline's test ranks are the same in the TIGER sweeps of one budget: {same}")
 if not tiger:
     print("tiger_sweeps is empty: section 7 skipped")
 tiger_table.round(4)

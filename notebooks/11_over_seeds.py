@@ -342,8 +342,8 @@ whiten_table.round(4)
 # Constrained beam search of 10; each arm minus the one it changes, pooled over the seeds of its
 # own sweep's runs, on validation. Each sweep trains its own baseline at its own budget (epoch cap
 # and patience, printed first): the reference-choices sweep at notebook 06's defaults, the
-# augmentation and tokenizer sweep to twice the cap and twice the patience, so that its arms reach
-# their plateau.
+# augmentation and tokenizer sweep to twice the cap and twice the patience, which most of its arms
+# use to the end of their schedule (section 8 counts them).
 
 # %%
 CHANGED = {"rqvae-through-residuals": "rqvae"}  # the arm each is paired with; every other arm: "baseline"

@@ -197,6 +197,22 @@ def recorded_baselines(dataset: str = "ml-100k", *, seed: int = 0, max_items: in
                      valid_ranks=read_npz(_valid_path(path)))  # fmt: skip
 
 
+def has_recorded_baselines(dataset: str = "ml-100k", *, model_name: str = DEFAULT_MODEL, seed: int = 0,
+                           device: str | torch.device = "auto", max_items: int = MAX_ITEMS) -> bool:  # fmt: skip
+    """Whether results/reading/ holds the baselines `reading_baselines` would train here, so a run may read them instead.
+
+    A record is made with the default encoder on a CPU (`python -m handbook.reading --record`), so it stands in
+    only for those, and only when its settings and both rank files are there.
+    """
+    if model_name != DEFAULT_MODEL or resolve_device(device).type != "cpu":
+        return False
+    path = _recorded_path(dataset, seed)
+    if not (path.with_suffix(".json").is_file() and path.with_suffix(".npz").is_file() and _valid_path(path).is_file()):
+        return False
+    about = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    return about["settings"] == json.loads(json.dumps(_settings(max_items)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handbook.reading", description="Record the reading baselines of notebooks 05-08.")
     parser.add_argument("--record", action="store_true", help="train (or take from the cache) and write results/reading/<dataset>-seed<seed>.*")

@@ -64,3 +64,15 @@ def test_recorded_baselines_read_back_and_refuse_another_configuration(quick, mo
     monkeypatch.setitem(reading.TIGER, "width", 32)
     with pytest.raises(ValueError, match="recorded with .*--record"):
         reading.reading_baselines("ml-100k", max_items=3, recorded=True)
+
+
+def test_a_record_stands_in_only_for_its_own_settings_encoder_and_device(quick, monkeypatch):
+    monkeypatch.setattr(reading, "RECORDED_DIR", quick / "recorded")
+    assert not reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu")
+    reading.record_baselines("ml-100k", max_items=3, device="cpu")
+    assert reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu")
+    assert not reading.has_recorded_baselines("ml-100k", max_items=3, seed=1, device="cpu")
+    assert not reading.has_recorded_baselines("ml-100k", max_items=4, device="cpu")
+    assert not reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu", model_name="another-encoder")
+    monkeypatch.setattr(reading, "resolve_device", lambda device: reading.torch.device("cuda"))
+    assert not reading.has_recorded_baselines("ml-100k", max_items=3, device="cuda")

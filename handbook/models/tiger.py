@@ -30,10 +30,10 @@ version, because at reading size the reference choices did not score differently
   beam search. The loss is the mean over the target's tokens (GRID and cornac sum the
   levels' cross-entropies: a constant factor Adam does not see).
 
-Measured as notebook 06's arms on ml-100k (1 + 1 layers, d 64, histories of 5, at most 8
-epochs, patience 2) over seeds 0-2 (`sweeps/tiger-reference-choices.yaml`, notebook 11
-section 7), on validation: neither per_level (+.0003 [-.0040, .0050]) nor relative (-.0086
-[-.0150, -.0024], one seed of three above 0) is a measured difference from the defaults.
+Measured as notebook 06's arms on ml-100k (1 + 1 layers, d 64, histories of 5, at most 16
+epochs, patience 4) over seeds 0-2 (`sweeps/tiger-reference-choices.yaml`, notebook 11
+section 7), on validation: neither per_level (-.0003 [-.0050, .0050]) nor relative (-.0017
+[-.0069, .0035]) is a measured difference from the defaults.
 
 Beam search keeps a KV cache (`TIGERBeamStep`): the encoder's cross-attention keys and
 values once per user, shared by its beams, and the decoder's self-attention keys and

@@ -297,8 +297,8 @@ if rerun:
         rows[arm], test_ranks[arm], valid_ranks[arm] = train_arm(settings[arm])
         print(f"{arm:23s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}, best epoch {rows[arm]['best_epoch']} of {rows[arm]['epochs_trained']} ({rows[arm]['train_seconds']:.0f} s)")
     # the reading baselines do not depend on this chapter's settings: read them where results/reading/ holds them
-    recorded = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items)
-    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, recorded=recorded)
+    on_record = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items)
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, recorded=on_record)
 else:
     recorded = recorded_run("sweeps/grid-design-choices.yaml", seed, dataset=ds.name, n_items=data.n_items)
     print(recorded.describe())

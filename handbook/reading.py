@@ -92,12 +92,15 @@ def reading_baselines(
     max_items: int = MAX_ITEMS,
     cache: bool = True,
     recorded: bool = False,
+    prefer_recorded: bool = False,
 ) -> Baselines:
     """Test and validation ranks of most-popular, SASRec and TIGER (beam 10) at the reading configuration; cached.
 
     `recorded`: read them from results/reading/ (`record_baselines`) instead of training them.
+    `prefer_recorded`: read them from there where `has_recorded_baselines` finds a record for these settings,
+    else train them (a chapter's `rerun=True`: the baselines do not depend on the chapter's own settings).
     """
-    if recorded:
+    if recorded or (prefer_recorded and has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items)):
         return recorded_baselines(dataset, seed=seed, max_items=max_items)
     dev = resolve_device(device)
     path = cache_dir("reading") / f"{_cache_key(dataset, model_name, seed, dev, max_items)}.npz"

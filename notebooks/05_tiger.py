@@ -45,7 +45,7 @@ from handbook.metrics import bootstrap_interval, ndcg_at_k, summarize
 from handbook.models import TIGER
 from handbook.models.transformer import history_positions
 from handbook.paths import cache_dir, output_dir
-from handbook.reading import has_recorded_baselines, reading_baselines
+from handbook.reading import reading_baselines
 from handbook.sid import BOS_TOKEN, N_SPECIAL_TOKENS, PAD_TOKEN, SemanticIDs
 from handbook.sweep import recorded_run
 from handbook.tokenizers import make_tokenizer
@@ -356,9 +356,7 @@ print(f"items whose de-duplication digit is 0: {(sids.codes[:, -1] == 0).mean():
 
 # %% tags=["nbval-ignore-output"]
 if rerun:
-    # the reading baselines do not depend on this chapter's settings: read them where results/reading/ holds them
-    on_record = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items)
-    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, recorded=on_record)
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, prefer_recorded=True)
     chapter_ranks = {"constrained": ranks, "free": free_ranks}
 else:  # the converged TIGER of the recorded run, and the recorded reading baselines
     baselines = reading_baselines(dataset, seed=seed, max_items=max_items, recorded=True)

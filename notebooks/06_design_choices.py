@@ -52,7 +52,7 @@ from handbook.io import write_metrics, write_npz_atomic
 from handbook.metrics import bootstrap_interval, ndcg_at_k, summarize
 from handbook.models import TIGER, DecoderOnly
 from handbook.paths import cache_dir, output_dir
-from handbook.reading import has_recorded_baselines, reading_baselines
+from handbook.reading import reading_baselines
 from handbook.sid import SemanticIDs
 from handbook.sweep import VALID_RANKS, recorded_run
 from handbook.tokenizers import make_tokenizer
@@ -296,9 +296,7 @@ if rerun:
     for arm in arms:
         rows[arm], test_ranks[arm], valid_ranks[arm] = train_arm(settings[arm])
         print(f"{arm:23s} test NDCG@10 {rows[arm]['ndcg@10 (constrained)']:.4f}, best epoch {rows[arm]['best_epoch']} of {rows[arm]['epochs_trained']} ({rows[arm]['train_seconds']:.0f} s)")
-    # the reading baselines do not depend on this chapter's settings: read them where results/reading/ holds them
-    on_record = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items)
-    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, recorded=on_record)
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=dev, max_items=max_items, prefer_recorded=True)
 else:
     recorded = recorded_run("sweeps/grid-design-choices.yaml", seed, dataset=ds.name, n_items=data.n_items)
     print(recorded.describe())

@@ -51,7 +51,7 @@ from handbook.metrics import bootstrap_interval, evaluate_model, ndcg_at_k, rank
 from handbook.models import RPG
 from handbook.models.rpg import mtp_loss
 from handbook.paths import cache_dir, output_dir
-from handbook.reading import has_recorded_baselines, reading_baselines
+from handbook.reading import reading_baselines
 from handbook.sid import SemanticIDs
 from handbook.sweep import recorded_run
 from handbook.tokenizers import OPQ
@@ -469,9 +469,7 @@ length_table.round(4)
 # %% tags=["nbval-ignore-output"]
 graph_name = f"RPG m={n_digits} (graph b={num_beams} s={propagation_steps})"
 if rerun:
-    # the reading baselines do not depend on this chapter's settings: read them where results/reading/ holds them
-    on_record = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items)
-    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items, recorded=on_record)
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items, prefer_recorded=True)
     with torch.no_grad():
         ranks = {**baselines.ranks, f"RPG m={n_digits} (exact)": rank_all(rpg.scores, test_histories, test_targets, device=dev)}
         ranks[graph_name] = graph_rank_all(

@@ -61,7 +61,7 @@ from handbook.models import RPG, ACERec
 from handbook.models.acerec import block_causal_mask
 from handbook.models.rpg import mtp_loss
 from handbook.paths import cache_dir, output_dir
-from handbook.reading import has_recorded_baselines, reading_baselines
+from handbook.reading import reading_baselines
 from handbook.sid import SemanticIDs
 from handbook.sweep import VALID_RANKS, recorded_run
 from handbook.tokenizers import OPQ
@@ -426,9 +426,7 @@ live_ranks = test_ranks(acerec)
 print(f"ACERec (m = {n_digits}, k = {n_latents}): {sum(p.numel() for p in acerec.parameters()):,} parameters, "
       f"best epoch {acerec_run.best_epoch} of {len(acerec_run.history)} trained, {acerec_run.seconds:.0f} s, test NDCG@10 {summarize(live_ranks)['ndcg@10']:.4f}")  # fmt: skip
 if rerun:
-    # the reading baselines do not depend on this chapter's settings: read them where results/reading/ holds them
-    on_record = has_recorded_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items)
-    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items, recorded=on_record)
+    baselines = reading_baselines(dataset, model_name=model_name, seed=seed, device=device, max_items=max_items, prefer_recorded=True)
     ranks = {**baselines.ranks, FULL: live_ranks}
     valid_ranks = {**baselines.valid_ranks, FULL: validation_ranks(acerec)}
     acerec_history = acerec_run.history

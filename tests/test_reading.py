@@ -71,6 +71,8 @@ def test_a_record_stands_in_only_for_its_own_settings_encoder_and_device(quick, 
     assert not reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu")
     reading.record_baselines("ml-100k", max_items=3, device="cpu")
     assert reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu")
+    read = reading.reading_baselines("ml-100k", max_items=3, device="cpu", prefer_recorded=True)
+    assert read.about["rerun"].endswith("--seed 0") and not read.from_cache  # the record, not the cache
     assert not reading.has_recorded_baselines("ml-100k", max_items=3, seed=1, device="cpu")
     assert not reading.has_recorded_baselines("ml-100k", max_items=4, device="cpu")
     assert not reading.has_recorded_baselines("ml-100k", max_items=3, device="cpu", model_name="another-encoder")

@@ -69,12 +69,13 @@ def train_small_tiger(
     output: str = "full_vocab",
     positions: str = "absolute",
     patience: int | None = None,
+    tokenizer: str = "rkmeans",
 ) -> tuple[TIGER, TrainResult]:
     """Notebook 06's TIGER baseline: RK-Means 3 x `width` IDs with the de-duplication digit,
     one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`
     after every epoch (at most `epochs`, stopping after `patience` without improvement);
     `output` and `positions` as in `TIGER`."""
-    codes = make_tokenizer("rkmeans", n_levels=3, width=width, seed=seed).fit_encode(embeddings)
+    codes = make_tokenizer(tokenizer, n_levels=3, width=width, seed=seed).fit_encode(embeddings)
     sids = SemanticIDs.from_codes(codes, width, dedup=True)
     torch.manual_seed(seed)
     model = TIGER(sids, max_items=max_items, d_model=64, n_heads=4, head_dim=16, d_ff=256, n_encoder_layers=1, n_decoder_layers=1, output=output, positions=positions)

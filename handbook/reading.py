@@ -47,14 +47,14 @@ MAX_ITEMS = 5
 #: SASRec of `handbook.baselines.train_sasrec`, full-softmax cross-entropy
 SASREC = {"epochs": 20, "batch_size": 256, "hidden": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2, "lr": 1e-3, "patience": 5}
 #: the small TIGER of `handbook.baselines.train_small_tiger`: RK-Means 3 x 64 + de-duplication digit, 1 + 1 layers
-TIGER = {"epochs": 20, "patience": 5, "batch_size": 256, "width": 64, "beam_size": 10}
+TIGER = {"epochs": 20, "patience": 5, "batch_size": 256, "width": 64, "beam_size": 10, "tokenizer": "rqvae"}
 #: where `record_baselines` writes and `reading_baselines(recorded=True)` reads, relative to the repository root
 RECORDED_DIR = Path("results") / "reading"
 #: the files whose code decides the baselines' numbers; a change to any of them invalidates the cache
 _SOURCES = (
     "reading.py", "baselines.py", "train.py", "metrics.py", "sid.py", "data/preprocess.py",
     "models/popularity.py", "models/sasrec.py", "models/tiger.py", "models/transformer.py",
-    "decoding/beam.py", "tokenizers/kmeans.py", "tokenizers/rkmeans.py",
+    "decoding/beam.py", "tokenizers/kmeans.py", "tokenizers/rkmeans.py", "tokenizers/rqvae.py", "tokenizers/residual.py",
 )  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def reading_baselines(
     start = time.perf_counter()
     tiger, tiger_run = train_small_tiger(
         X, train_sequences, valid_histories, valid_targets, max_items=max_items, epochs=TIGER["epochs"], patience=TIGER["patience"],
-        batch_size=TIGER["batch_size"], width=TIGER["width"], beam_size=TIGER["beam_size"], seed=seed, device=dev,
+        batch_size=TIGER["batch_size"], width=TIGER["width"], beam_size=TIGER["beam_size"], tokenizer=TIGER["tokenizer"], seed=seed, device=dev,
     )  # fmt: skip
     name = f"TIGER (beam {TIGER['beam_size']})"
     ranks[name] = generative_ranks(tiger, test_histories, test_targets, beam_size=TIGER["beam_size"])[0]

@@ -71,7 +71,8 @@ def train_small_tiger(
     patience: int | None = None,
     tokenizer: str = "rkmeans",
 ) -> tuple[TIGER, TrainResult]:
-    """Notebook 06's TIGER baseline: RK-Means 3 x `width` IDs with the de-duplication digit,
+    """Notebook 06's TIGER baseline: 3 x `width` IDs from `tokenizer` (RK-Means, GRID's choice; the reading
+    configuration of `handbook.reading` takes RQ-VAE, which validation prefers) with the de-duplication digit,
     one encoder and one decoder layer, sliding-window samples, validated by a beam of `beam_size`
     after every epoch (at most `epochs`, stopping after `patience` without improvement);
     `output` and `positions` as in `TIGER`."""

@@ -13,6 +13,7 @@ from handbook.data.preprocess import pad_left
 from handbook.decoding.beam import evaluate_generative
 from handbook.metrics import evaluate_model, rank_of_target
 from handbook.models import TIGER, MostPopular, SASRec
+from handbook.tokenizers import make_tokenizer
 
 
 def test_most_popular_ranks_most_frequent_first() -> None:
@@ -134,3 +135,16 @@ def test_train_small_tiger_passes_the_output_and_position_options() -> None:
     )  # fmt: skip
     assert model.config["output"] == "full_vocab" and model.config["positions"] == "absolute"
     assert model.encoder.bias is None and model.embed.digits is not None
+
+def test_train_small_tiger_takes_its_ids_from_the_named_tokenizer() -> None:
+    sequences, histories, targets = _cycle_data()
+    embeddings = np.random.default_rng(2).normal(size=(12, 8)).astype(np.float32)
+    for name in ("rkmeans", "rqvae"):  # notebook 06's baseline and the reading configuration's
+        model, _ = train_small_tiger(
+            embeddings, sequences, histories, targets, max_items=4, epochs=1, batch_size=8, seed=0, device="cpu",
+            width=4, tokenizer=name,
+        )  # fmt: skip
+        expected = make_tokenizer(name, n_levels=3, width=4, seed=0).fit_encode(embeddings)
+        np.testing.assert_array_equal(model.sids.codes[:, :3], expected)
+    with pytest.raises(ValueError, match="unknown tokenizer 'kmeans'"):
+        train_small_tiger(embeddings, sequences, histories, targets, max_items=4, epochs=1, batch_size=8, seed=0, tokenizer="kmeans")

@@ -409,9 +409,9 @@ tiger_table.round(4)
 #   best epoch at 13-16 of 16, where the cosine schedule ends; the baseline's three stop at 5/9,
 #   13/16 and 16/16, and TIGER's recipe peaks within its first 8 epochs.
 #
-#   The reading configuration (`handbook.reading`) still tokenizes with RK-Means: adopting RQ-VAE
-#   there re-trains the reading baselines and every chapter and sweep that prints them, which has
-#   not been done yet. GRID found RK-Means at least as good at paper size. A user of $n$ training
+#   So the reading configuration (`handbook.reading`) tokenizes with RQ-VAE: its recorded baselines
+#   were re-trained on it, and they are the TIGER of section 3's every-method table. GRID found
+#   RK-Means at least as good at paper size. A user of $n$ training
 #   items gives $n(n-1)/2$ sub-sequences but $n - 1$ prefixes, so a uniform draw over sub-sequences
 #   trains mostly on the heaviest raters, while every test user counts once.
 #

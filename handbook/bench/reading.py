@@ -33,7 +33,8 @@ from typing import Any
 #: model -> its chapter's reading size (notebook parameters at their defaults)
 CASES = {
     "SASRec": "handbook.reading's SASRec: d 64, 2 layers, batch 256",
-    "TIGER": "handbook.reading's TIGER: RK-Means 3 x 64 + dedup, 1 + 1 layers, d 64, sliding windows, batch 256",
+    # RK-Means SIDs for every TIGER: the reading TIGER's RQ-VAE gives SIDs of the same shape, so steps cost the same
+    "TIGER": "handbook.reading's TIGER size: 3 x 64 + dedup SIDs, 1 + 1 layers, d 64, sliding windows, batch 256",
     "TIGER 05": "notebook 05's TIGER: 2 + 2 layers, d 64, sliding windows, batch 256",
     "decoder-only": "notebook 06's decoder-only arm: 2 layers, d 64, sliding windows, batch 256",
     "RPG": "notebook 07's RPG: whitened OPQ 32 x 256, hidden 128, FFN 256, batch 256",

@@ -302,6 +302,7 @@ cold_table = pd.DataFrame(cold)
 cold_table.insert(0, "test users", [int((buckets == all_names.index(b)).sum()) for b in bucket_names])
 gaps = {b: pair_row(comparison, FULL, comparison, "RPG", users=buckets == all_names.index(b)) for b in bucket_names}
 cold_table["ACERec - RPG [95%]"] = [f"{gaps[b]['difference']:+.4f} [{gaps[b]['low']:+.4f}, {gaps[b]['high']:+.4f}]" for b in bucket_names]
+cold_table["per seed"] = [gaps[b]["per seed"] for b in bucket_names]
 cold_table.index.name = "training interactions of the target"
 cold_table
 
@@ -378,25 +379,28 @@ tiger_table.round(4)
 # validation ranks, so every choice here is read on validation; the `epochs (best/trained)`
 # columns say where early stopping ended each model on each seed.
 #
-# - **Every method (test).** SASRec (0.0567 ± 0.0034) is above every generative model, on every
-#   seed: TIGER (+0.0139 [0.0066, 0.0215]), RPG (+0.0152 [0.0071, 0.0239]) and ACERec (+0.0088
-#   [0.0005, 0.0173]). ACERec (0.0478 ± 0.0013) is above RPG (0.0415 ± 0.0035): RPG minus ACERec
-#   -0.0063 [-0.0116, -0.0013], every seed below 0. TIGER (0.0427 ± 0.0042) is no measurable
-#   difference from either, and all three are above most-popular (0.0224).
-# - **ACERec's ladder and variants (validation).** No rung is measured: + merger +0.0032, + intent
-#   token -0.0002, + ISA +0.0019, + reconstruction +0.0003. The mean merger is measurably worse
-#   than the ATM (-0.0062 [-0.0105, -0.0017], every seed); convolution (-0.0006) and the MLP
-#   (+0.0013) are no different, nor is k = 1 (-0.0008). k = 4's interval is below 0 (-0.0097
-#   [-0.0139, -0.0055]) but its seeds disagree (-0.0008, -0.0305, +0.0023), so it is not measured.
-#   Validation adopts no change: the full model keeps the ATM and k = 2.
+# - **Every method (test).** SASRec (0.0571 ± 0.0044) and TIGER (0.0544 ± 0.0041), which now
+#   tokenizes with RQ-VAE, show no measurable difference (+0.0027 [-0.0056, 0.0110], the seeds
+#   disagree). Both are above RPG (0.0434 ± 0.0018) and ACERec (0.0443 ± 0.0026) on every seed:
+#   SASRec by +0.0136 [0.0056, 0.0219] and +0.0128 [0.0050, 0.0208], TIGER by +0.0109 [0.0030,
+#   0.0192] and +0.0101 [0.0029, 0.0174]. RPG and ACERec are no measurable difference (-0.0008
+#   [-0.0057, 0.0041]), and all four are above most-popular (0.0224).
+# - **ACERec's ladder and variants (validation).** The merger alone is measurably worse than RPG's
+#   mean of the tokens (-0.0036 [-0.0075, -0.0003], every seed below 0); no later rung is measured
+#   (+ intent token +0.0033, + ISA +0.0022, + reconstruction -0.0010), nor any merger variant (mean
+#   +0.0005, convolution +0.0007, MLP -0.0003) or k = 4 (-0.0002). k = 1's interval is below 0
+#   (-0.0079 [-0.0125, -0.0036]) but its seeds disagree (+0.0031, +0.0026, -0.0295), so it is not
+#   measured. Validation adopts no change to the full model (ATM, k = 2). What it does say is that
+#   at this size the whole ladder buys nothing over RPG: its first step costs a little, and none of
+#   the others is measured.
 # - **Cold start (test).** Every model scores 0 on the 33 users whose target has 1-9 training
-#   interactions, and most-popular on every target below 150. ACERec is above RPG at 50-149
-#   (+0.0112 [+0.0049, +0.0185], every seed) and no different at 150+ (+0.0052 [-0.0069, +0.0163]).
-# - **Whitening (validation)** at full dimension: RPG's pooled interval excludes 0 (+0.0066
-#   [0.0005, 0.0128]), but one of its three seeds is below 0 (-0.0029), so by this chapter's rule
-#   it is not measured; ACERec's interval includes 0 (+0.0056 [-0.0011, 0.0129]). Validation
-#   adopts neither: notebook 08 keeps its unwhitened default, and notebook 07 and the paper
-#   settings keep the reference tokenizer's whitening, which this size cannot tell apart from none.
+#   interactions, and most-popular on every target below 150. ACERec is above RPG at 10-49
+#   (+0.0028 [+0.0005, +0.0060]), where RPG scores 0, and at 50-149 (+0.0065 [+0.0010, +0.0127]),
+#   every seed above 0 in both; no different at 150+ (-0.0050 [-0.0164, +0.0061]).
+# - **Whitening (validation)** at full dimension: neither RPG (+0.0037 [-0.0026, 0.0104], one seed
+#   below 0) nor ACERec (+0.0054 [-0.0021, 0.0133]) shows a measurable difference. Validation adopts
+#   neither: notebook 08 keeps its unwhitened default, and notebook 07 and the paper settings keep the
+#   reference tokenizer's whitening, which this size cannot tell apart from none.
 # - **TIGER's reference choices (validation)**, every arm at notebook 06's budget (cap 16 epochs,
 #   patience 4; the baseline scores 0.0434 ± 0.0065 on test). RQ-VAE is measurably better than
 #   RK-Means (+0.0073 [0.0010, 0.0142], every seed), so validation adopts it: test NDCG@10

@@ -108,7 +108,7 @@ plt.show()
 # 4-token SID. Each digit has its own token range (token $= 3 + \text{offset}_t + c_t$, after the
 # special tokens PAD, BOS, EOS), so the same code at two digits is two different tokens.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 ds = load_dataset(dataset)
 data = prepare(ds)
 items = items_in_order(ds.items, data.item_ids)
@@ -122,7 +122,7 @@ test_histories, test_targets = data.eval_arrays("test", max_items)
 train_histories, train_targets = training_samples(data.train_sequences(), max_items, sliding_window)
 print(f"{len(train_targets):,} training samples, {data.n_users} validation and test users")
 
-# %%
+# %% tags=["nbval-ignore-output"]
 example = TIGER.make_batches(test_histories[:1], test_targets[:1], sids, batch_size=1, seed=0, shuffle=False)[0]
 print("last 3 history items:", test_histories[0, -3:])
 print("their tokens:        ", example[0][0, -3 * sids.n_digits :].tolist())
@@ -133,7 +133,7 @@ print("target", test_targets[0], "-> codes", sids.codes[test_targets[0] - 1].tol
 # prefix, the codes that continue it; here are the items that share the test target's first code
 # (drawn from that code down; the coloured path is the target's):
 
-# %%
+# %% tags=["nbval-ignore-output"]
 target_codes = sids.codes[test_targets[0] - 1]
 same_first = np.flatnonzero(sids.codes[:, 0] == target_codes[0])
 drawn = same_first[:12]
@@ -330,7 +330,7 @@ print(f"free decoding: {free_invalid:.2%} of finished beams spelled no item (the
 if not rerun:
     print(f"free decoding: {recorded.metrics['test']['TIGER (free)']['invalid_share']:.2%} (the recorded model, best epoch {converged['best_epoch']})")
 
-# %%
+# %% tags=["nbval-ignore-output"]
 possible = np.cumprod(sids.codebook_sizes)
 for level, (n_prefixes, n_possible) in enumerate(zip(sids.trie_sizes, possible, strict=True)):
     print(f"digit {level + 1}: {n_prefixes:5d} prefixes exist of {n_possible:9,d} possible ({n_prefixes / n_possible:.2%})")
@@ -424,7 +424,7 @@ pd.DataFrame(gaps).T.infer_objects().round(4)
 # 2. NDCG by hand. A user's target is decoded at 0-based rank 3. What are its Recall@5, NDCG@5 and NDCG@10, and by how much would moving it to rank 0 raise the mean NDCG@10 of 943 users? *Hint:* section 6's equation.
 # 3. Free decoding's budget. If a model ignored the trie entirely and spread each digit uniformly, what share of its finished SIDs would be items? *Hint:* compare `len(sids)` with the product of `sids.codebook_sizes`.
 
-# %% tags=["solution"]
+# %% tags=["solution", "nbval-ignore-output"]
 # 1. Uniform over |V| tokens gives log|V|; with one softmax per level, level t's share is log(size_t),
 #    and the mean over the m target tokens is the mean of log(size_t).
 print(f"full vocabulary: {math.log(sids.vocab_size):.4f}; per level: {np.mean(np.log(sids.codebook_sizes)):.4f}")
@@ -435,7 +435,7 @@ r = np.array([3])
 print(f"NDCG@5 {ndcg_at_k(r, 5)[0]:.4f}, NDCG@10 {ndcg_at_k(r, 10)[0]:.4f}; "
       f"mean NDCG@10 rises by {(1 - ndcg_at_k(r, 10)[0]) / data.n_users:.5f}")  # fmt: skip
 
-# %% tags=["solution"]
+# %% tags=["solution", "nbval-ignore-output"]
 # 3. Items over all possible SIDs: a blind decoder would waste almost every beam. The trained model
 #    wastes few because it has learned the occupied part of the code space (section 7).
 print(f"{len(sids)} items / {int(np.prod(sids.codebook_sizes)):,} possible SIDs = {len(sids) / np.prod(sids.codebook_sizes):.2e}")

@@ -136,6 +136,7 @@ def test_train_small_tiger_passes_the_output_and_position_options() -> None:
     assert model.config["output"] == "full_vocab" and model.config["positions"] == "absolute"
     assert model.encoder.bias is None and model.embed.digits is not None
 
+
 def test_train_small_tiger_takes_its_ids_from_the_named_tokenizer() -> None:
     sequences, histories, targets = _cycle_data()
     embeddings = np.random.default_rng(2).normal(size=(12, 8)).astype(np.float32)

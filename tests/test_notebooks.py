@@ -37,6 +37,7 @@ SMALL = {
     },
     "05_tiger": {  # 05-08 train here (rerun); test_a_training_chapter_reads_its_recorded_run reads
         "rerun": True,
+        "tokenizer": "rkmeans",  # fits in a second; the default RQ-VAE (a minute) runs under nbval
         "max_items": 5,
         "sliding_window": False,
         "d_model": 32,

@@ -10,9 +10,11 @@ from handbook import reading
 
 @pytest.fixture
 def quick(monkeypatch, tmp_path):
-    """One epoch of each baseline, cached under a temporary folder."""
+    """One epoch of each baseline, cached under a temporary folder; RK-Means codes, which fit in a
+    fraction of a second where the reading TIGER's RQ-VAE takes a minute (test_baselines covers it)."""
     monkeypatch.setitem(reading.SASREC, "epochs", 1)
     monkeypatch.setitem(reading.TIGER, "epochs", 1)
+    monkeypatch.setitem(reading.TIGER, "tokenizer", "rkmeans")
     monkeypatch.setattr(reading, "cache_dir", lambda kind: tmp_path / kind)
     return tmp_path
 
@@ -42,7 +44,10 @@ def test_the_cache_key_changes_with_the_configuration_and_the_seed(monkeypatch):
     assert reading._cache_key("ml-100k", "m", 1, dev, 5) != base
     assert reading._cache_key("ml-100k", "m", 0, dev, 4) != base
     monkeypatch.setitem(reading.SASREC, "hidden", 32)
-    assert reading._cache_key("ml-100k", "m", 0, dev, 5) != base
+    changed = reading._cache_key("ml-100k", "m", 0, dev, 5)
+    assert changed != base
+    monkeypatch.setitem(reading.TIGER, "tokenizer", "rkmeans")
+    assert reading._cache_key("ml-100k", "m", 0, dev, 5) != changed
 
 
 def test_recorded_baselines_read_back_and_refuse_another_configuration(quick, monkeypatch):
